@@ -1,0 +1,3 @@
+from velero_irsa_postrender.cli import main
+
+main()

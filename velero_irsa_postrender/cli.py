@@ -1,0 +1,283 @@
+"""Command line: parse options, call the flow, print the result. No domain logic lives here.
+
+Every role option is declared once (``ROLE_OPTIONS``) and grafted onto each command that needs
+it, so ``post-render``, ``ensure-role`` and ``values`` always accept exactly the same set.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from velero_irsa_postrender import __version__
+from velero_irsa_postrender import log as logs
+from velero_irsa_postrender.errors import ConfigError, VeleroIrsaError
+from velero_irsa_postrender.settings import CONFIG_ENV, Settings, envvar, resolve
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="velero-irsa",
+    help="IAM Roles for Service Accounts for Velero on Amazon EKS, as a Helm post-renderer.\n\n"
+    "With no command and manifests on stdin, runs post-render (so `--post-renderer velero-irsa` works "
+    "with or without --post-renderer-args). Every option has a VELERO_IRSA_* environment twin and a "
+    "config-file key of the same name; a flag beats the variable, which beats the file.",
+    no_args_is_help=False,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_COMMANDS = ("post-render", "ensure-role", "values", "doctor", "delete-role", "download")
+_ROOT_FLAGS = ("-h", "--help", "--version", "--install-completion", "--show-completion")
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class Mode(str, Enum):
+    irsa = "irsa"
+    pod_identity = "pod-identity"
+
+
+def _option(key: str, help: str, *short: str, flag: str | None = None, **extra: Any) -> Any:
+    return typer.Option(flag or f"--{key}", *short, help=help, envvar=envvar(key), show_envvar=True, **extra)
+
+
+AWS = "AWS"
+ROLE = "Role"
+BEHAVIOUR = "Behaviour"
+
+# (config key, annotation) for every option shared by the role commands.
+ROLE_OPTIONS: list[tuple[str, Any]] = [
+    ("cluster", Annotated[Optional[list[str]], _option(
+        "cluster", "EKS cluster name; repeat for one role trusted by several clusters.", "-c",
+        rich_help_panel=AWS)]),
+    ("namespace", Annotated[Optional[str], _option(
+        "namespace", "Namespace of the Velero server ServiceAccount (post-render reads it from the manifests; "
+        "ensure-role defaults to HELM_NAMESPACE, then velero).", "-n", rich_help_panel=ROLE)]),
+    ("service-account", Annotated[Optional[str], _option(
+        "service-account", "Velero server ServiceAccount (post-render reads it from the Deployment; "
+        "ensure-role defaults to velero-server).", rich_help_panel=ROLE)]),
+    ("bucket", Annotated[Optional[list[str]], _option(
+        "bucket", "Backup bucket; repeatable. Default: every aws BackupStorageLocation's bucket, "
+        "else velero-<cluster>.", rich_help_panel=ROLE)]),
+    ("bucket-prefix", Annotated[Optional[str], _option(
+        "bucket-prefix", "Limit object access to this prefix of --bucket.", rich_help_panel=ROLE)]),
+    ("role-name", Annotated[Optional[str], _option(
+        "role-name", "IAM role name. Default: AWSIRSA<cluster><namespace>Velero.", rich_help_panel=ROLE)]),
+    ("policy-name", Annotated[Optional[str], _option(
+        "policy-name", "IAM policy name. Default: <role-name>_policy.", rich_help_panel=ROLE)]),
+    ("role-arn", Annotated[Optional[str], _option(
+        "role-arn", "Use this role as it is and call no AWS API.", rich_help_panel=ROLE)]),
+    ("role-path", Annotated[Optional[str], _option(
+        "role-path", "IAM path for the role and policy, e.g. /velero/. Default: /.", rich_help_panel=ROLE)]),
+    ("permissions-boundary", Annotated[Optional[str], _option(
+        "permissions-boundary", "ARN of a permissions boundary policy for the role.", rich_help_panel=ROLE)]),
+    ("tag", Annotated[Optional[list[str]], _option(
+        "tag", "Extra tag KEY=VALUE for the role and policy; repeatable.", rich_help_panel=ROLE)]),
+    ("max-session-duration", Annotated[Optional[int], _option(
+        "max-session-duration", "Role maximum session duration in seconds (3600-43200).",
+        rich_help_panel=ROLE)]),
+    ("kms-key-arn", Annotated[Optional[list[str]], _option(
+        "kms-key-arn", "KMS key for encrypted volumes or SSE-KMS buckets; repeatable.", rich_help_panel=ROLE)]),
+    ("mode", Annotated[Optional[Mode], _option(
+        "mode", "irsa (annotation + OIDC trust) or pod-identity (EKS Pod Identity association).",
+        rich_help_panel=ROLE, case_sensitive=False)]),
+    ("account-id", Annotated[Optional[str], _option(
+        "account-id", "AWS account ID (skips sts:GetCallerIdentity when --oidc-issuer is given).",
+        rich_help_panel=AWS)]),
+    ("oidc-issuer", Annotated[Optional[str], _option(
+        "oidc-issuer", "The cluster's OIDC issuer URL (skips eks:DescribeCluster).", rich_help_panel=AWS)]),
+    ("region", Annotated[Optional[str], _option(
+        "region", "AWS region. Default: the AWS chain (AWS_REGION, profile), then the bucket's region.",
+        rich_help_panel=AWS)]),
+    ("profile", Annotated[Optional[str], _option(
+        "profile", "AWS profile. Default: the AWS chain (AWS_PROFILE).", rich_help_panel=AWS)]),
+    ("create", Annotated[Optional[bool], _option(
+        "create", "Create or repair what is missing (default), or only resolve and fail on a difference.",
+        flag="--create/--no-create", rich_help_panel=BEHAVIOUR)]),
+    ("create-bucket", Annotated[Optional[bool], _option(
+        "create-bucket", "Create a missing backup bucket instead of failing.", rich_help_panel=BEHAVIOUR)]),
+    ("create-oidc-provider", Annotated[Optional[bool], _option(
+        "create-oidc-provider", "Create the cluster's IAM OIDC provider if it is missing.",
+        rich_help_panel=BEHAVIOUR)]),
+    ("adopt", Annotated[Optional[bool], _option(
+        "adopt", "Take over an existing role or policy that velero-irsa did not create.",
+        rich_help_panel=BEHAVIOUR)]),
+    ("dry-run", Annotated[Optional[bool], _option(
+        "dry-run", "Call only read APIs; print the plan on stderr.", rich_help_panel=BEHAVIOUR)]),
+    ("config", Annotated[Optional[str], typer.Option(
+        "--config", help="YAML config file with any of these options as keys.", envvar=CONFIG_ENV,
+        show_envvar=True, rich_help_panel=BEHAVIOUR)]),
+    ("verbose", Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Debug logs on stderr (also HELM_DEBUG=true).", rich_help_panel=BEHAVIOUR)]),
+]
+
+
+def _param_name(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def with_role_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every role option; it receives them resolved, as ``settings``."""
+    own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "settings"]
+    shared = [
+        inspect.Parameter(_param_name(key), inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                          default=False if key == "verbose" else None)
+        for key, annotation in ROLE_OPTIONS
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {key: kwargs.pop(_param_name(key)) for key, _ in ROLE_OPTIONS}
+        verbose, config = values.pop("verbose"), values.pop("config")
+        logs.configure(logs.debug_requested(verbose))
+        with boundary(verbose):
+            settings = resolve(_cli_values(values, kwargs.get("output")), config)
+            return command(settings=settings, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *shared]}
+    return wrapper
+
+
+def _cli_values(values: dict[str, Any], output: Any) -> dict[str, Any]:
+    """Turn typer's values into config-file shaped ones (KEY=VALUE tags into a mapping, enums into text)."""
+    cli = {key: (value.value if isinstance(value, Enum) else value) for key, value in values.items()}
+    if cli.get("tag"):
+        cli["tag"] = dict(_split_tag(item) for item in cli["tag"])
+    if output is not None:
+        cli["output"] = output.value if isinstance(output, Enum) else output
+    return cli
+
+
+def _split_tag(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--tag {item!r} is not KEY=VALUE", "write it as --tag team=platform")
+    return key, value
+
+
+class boundary:
+    """The single place where errors become one stderr line and an exit code."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.debug = logs.debug_requested(verbose)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, _tb: Any) -> bool:
+        if error is None or isinstance(error, (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit)):
+            return False
+        if isinstance(error, VeleroIrsaError):
+            log.error("%s", error)
+            if self.debug:
+                log.debug("traceback", exc_info=error)
+            raise typer.Exit(code=error.exit_code)
+        if self.debug:
+            log.error("unexpected %s: %s", type(error).__name__, error, exc_info=error)
+        else:
+            log.error("unexpected %s: %s (run with -v or HELM_DEBUG=true for details)",
+                      type(error).__name__, " ".join(str(error).split())[:300])
+        raise typer.Exit(code=1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"velero-irsa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=_version, is_eager=True)] = False,
+) -> None:
+    """IAM Roles for Service Accounts for Velero on Amazon EKS, as a Helm post-renderer."""
+
+
+@app.command("post-render")
+@with_role_options
+def post_render_command(settings: Settings) -> None:
+    """Read Helm's rendered manifests on stdin, write them to stdout with the Velero server
+    ServiceAccount annotated with its IAM role (created or converged as needed).
+
+    Example (Helm 3):
+
+        helm install velero vmware-tanzu/velero -n velero -f values.yaml \\
+          --post-renderer velero-irsa --post-renderer-args=--cluster=prod-eu
+    """
+    from velero_irsa_postrender.postrender import post_render
+
+    manifests = sys.stdin.buffer.read()
+    rendered, _ = post_render(manifests, settings)
+    sys.stdout.buffer.write(rendered)
+    sys.stdout.buffer.flush()
+
+
+@app.command("ensure-role")
+@with_role_options
+def ensure_role_command(
+    settings: Settings,
+    output: Annotated[Optional[Output], typer.Option(
+        "--output", "-o", help="text prints the role ARN; json prints role_arn, role_name, policy_arn, "
+        "trust_subject and changes.", envvar=envvar("output"), show_envvar=True)] = None,
+) -> None:
+    """Create or converge the Velero IAM role and print its ARN (for scripts, CI and Helmfile hooks).
+
+    Example:
+
+        velero-irsa ensure-role --cluster prod-eu --namespace velero --bucket velero-prod-eu -o json
+    """
+    from velero_irsa_postrender.ensure import ensure_role, target_from_settings
+
+    result = ensure_role(settings, target_from_settings(settings, os.environ.get("HELM_NAMESPACE")))
+    if settings.output == "json":
+        typer.echo(json.dumps(result.as_json(), indent=2, default=str))
+    else:
+        typer.echo(result.role_arn)
+
+
+@app.command("values")
+@with_role_options
+def values_command(settings: Settings) -> None:
+    """Print a Helm values snippet that puts the role ARN on the Velero server ServiceAccount.
+
+    Example:
+
+        velero-irsa values --cluster prod-eu > irsa-values.yaml
+        helm upgrade --install velero vmware-tanzu/velero -n velero -f irsa-values.yaml
+    """
+    from velero_irsa_postrender.ensure import ensure_role, target_from_settings
+    from velero_irsa_postrender.values import values_yaml
+
+    result = ensure_role(settings, target_from_settings(settings, os.environ.get("HELM_NAMESPACE")))
+    sys.stdout.write(values_yaml(result.role_arn, settings))
+
+
+def route(argv: list[str], stdin_is_tty: bool) -> list[str]:
+    """No command given and manifests on stdin: behave as ``post-render`` (Helm 3 calls us bare)."""
+    if any(arg in _COMMANDS for arg in argv):
+        return argv
+    if any(arg in _ROOT_FLAGS for arg in argv) or (not argv and stdin_is_tty):
+        return argv
+    return ["post-render", *argv]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    app(args=route(args, sys.stdin is None or sys.stdin.isatty()), prog_name="velero-irsa")

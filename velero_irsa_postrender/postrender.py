@@ -1,0 +1,68 @@
+"""The post-render flow: manifest stream → Velero server ServiceAccount → role → annotation → stream."""
+
+from __future__ import annotations
+
+import logging
+
+from velero_irsa_postrender import stream
+from velero_irsa_postrender.ensure import Target, ensure_role
+from velero_irsa_postrender.errors import ConfigError, ManifestError
+from velero_irsa_postrender.inject import ROLE_ARN_ANNOTATION, current_annotation, set_annotation
+from velero_irsa_postrender.role import RoleResult
+from velero_irsa_postrender.settings import Settings
+from velero_irsa_postrender.velero import VeleroServer, attach_service_account, find_buckets, find_server
+
+log = logging.getLogger(__name__)
+
+
+def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document], VeleroServer, Target]:
+    """Split and scan the stream; find the server, its ServiceAccount document and the buckets."""
+    documents = stream.split(manifests)
+    if all(stream.is_blank(document) for document in documents):
+        raise ManifestError("the manifest stream is empty", "check that the chart renders anything at all")
+    stream.parse_candidates(documents)
+
+    server = find_server(documents)
+    if server.namespace is None:
+        if not settings.namespace:
+            raise ManifestError(f"the Velero Deployment {server.name} has no metadata.namespace",
+                                "pass --namespace with the release namespace")
+        server.namespace = settings.namespace
+    _check_agrees(settings, server)
+    attach_service_account(server, documents)
+    target = Target(server.namespace, server.service_account, find_buckets(documents))
+    return documents, server, target
+
+
+def _check_agrees(settings: Settings, server: VeleroServer) -> None:
+    """Options that name a different ServiceAccount than the rendered one would break the trust."""
+    if settings.namespace and settings.namespace != server.namespace:
+        raise ConfigError(f"--namespace {settings.namespace} disagrees with the rendered Velero server, "
+                          f"which runs in namespace {server.namespace}",
+                          "drop --namespace (the manifests say where Velero runs) or render into that namespace")
+    if settings.service_account and settings.service_account != server.service_account:
+        raise ConfigError(f"--service-account {settings.service_account} disagrees with the rendered Velero "
+                          f"server, which runs as {server.service_account}",
+                          "drop --service-account or set serviceAccount.server.name in the chart values")
+
+
+def post_render(manifests: bytes, settings: Settings) -> tuple[bytes, RoleResult]:
+    """The new stream (only the server ServiceAccount changed) and the role behind it."""
+    documents, server, target = locate(manifests, settings)
+    result = ensure_role(settings, target)
+    return annotate(documents, server, result.role_arn), result
+
+
+def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: str) -> bytes:
+    document, body = server.service_account_document, server.service_account_object
+    assert document is not None and body is not None  # attach_service_account guarantees both
+    current = current_annotation(body)
+    if current == role_arn:
+        log.debug("ServiceAccount %s already carries %s", server.service_account, role_arn)
+        return b"".join(d.raw for d in documents)
+    if current:
+        log.warning("replacing %s %s on ServiceAccount %s/%s with %s", ROLE_ARN_ANNOTATION, current,
+                    server.namespace, server.service_account, role_arn)
+    replacement = set_annotation(document, body, role_arn)
+    log.info("annotated ServiceAccount %s/%s with %s", server.namespace, server.service_account, role_arn)
+    return b"".join(replacement if d is document else d.raw for d in documents)
