@@ -28,25 +28,42 @@ def main() -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "demo",
-           "AWS_SECRET_ACCESS_KEY": "demo", "AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-central-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+        "AWS_REGION": "eu-central-1",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     os.environ.update(env)
 
     eks, iam = boto3.client("eks"), boto3.client("iam")
     eks.create_cluster(name="demo", roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={})
     issuer = eks.describe_cluster(name="demo")["cluster"]["identity"]["oidc"]["issuer"]
     iam.create_open_id_connect_provider(Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=["0" * 40])
-    boto3.client("s3").create_bucket(Bucket="velero-demo-backups",
-                                     CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    boto3.client("s3").create_bucket(
+        Bucket="velero-demo-backups", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
 
     with tempfile.TemporaryDirectory() as bin_dir:
         launcher = Path(bin_dir) / "velero-irsa"
         launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m velero_irsa_postrender "$@"\n')
         launcher.chmod(0o755)
         env["PATH"] = f"{bin_dir}:{env['PATH']}"
-        command = [str(HELM), "template", "velero", str(HERE / "chart"), "-n", "velero",
-                   "--post-renderer", "velero-irsa", "--post-renderer-args", "--cluster=demo"]
+        command = [
+            str(HELM),
+            "template",
+            "velero",
+            str(HERE / "chart"),
+            "-n",
+            "velero",
+            "--post-renderer",
+            "velero-irsa",
+            "--post-renderer-args",
+            "--cluster=demo",
+        ]
         print("$", " ".join(command[1:]).replace(str(HERE), "examples"), file=sys.stderr)
         done = subprocess.run(command, env=env, check=True, capture_output=True)
         sys.stderr.write(done.stderr.decode())

@@ -6,6 +6,7 @@ every AWS call goes to the moto server started here (never to a real endpoint).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,8 +95,13 @@ class Aws:
     def client(self, service: str):
         import boto3
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing-secret")
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing-secret",
+        )
 
     @property
     def iam(self):
@@ -113,11 +119,10 @@ class Aws:
         return issuer
 
     def create_provider(self, issuer: str) -> None:
-        try:
-            self.iam.create_open_id_connect_provider(Url=issuer, ClientIDList=["sts.amazonaws.com"],
-                                                     ThumbprintList=["9" * 40])
-        except self.iam.exceptions.EntityAlreadyExistsException:
-            pass
+        with contextlib.suppress(self.iam.exceptions.EntityAlreadyExistsException):
+            self.iam.create_open_id_connect_provider(
+                Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=["9" * 40]
+            )
 
     def create_bucket(self, name: str = BUCKET) -> None:
         self.client("s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -159,8 +164,14 @@ class Run:
 
 def run_cli(args: list[str], env: dict[str, str], stdin: bytes = b"", timeout: float = 120) -> Run:
     """Run the real CLI in a subprocess, as Helm would."""
-    done = subprocess.run([sys.executable, "-m", "velero_irsa_postrender", *args], input=stdin,
-                          capture_output=True, env=env, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "velero_irsa_postrender", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
     return Run(done.returncode, done.stdout, done.stderr.decode("utf-8", "replace"))
 
 

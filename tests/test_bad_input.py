@@ -1,7 +1,6 @@
 """Every bad input: exit 1, one line on stderr naming problem and fix, and nothing on stdout."""
 
 import pytest
-
 from conftest import fixture_bytes, run_cli
 
 ARN = "arn:aws:iam::123456789012:role/velero"
@@ -13,8 +12,10 @@ CASES = {
     "empty stream": (b"", "the manifest stream is empty"),
     "only markers and comments": (b"---\n# nothing\n---\n", "the manifest stream is empty"),
     "no velero server": (b"kind: ConfigMap\nmetadata: {name: x}\n", "no Velero server"),
-    "two velero servers": (IRSA + b"\n---" + SERVER.replace(b"name: velero\n", b"name: velero-b\n", 1),
-                           "two or more Velero server Deployments"),
+    "two velero servers": (
+        IRSA + b"\n---" + SERVER.replace(b"name: velero\n", b"name: velero-b\n", 1),
+        "two or more Velero server Deployments",
+    ),
     "service account not rendered": (fixture_bytes("template-no-sa.yaml"), "serviceAccount.server.create"),
     "static credentials left on": (fixture_bytes("template-default.yaml"), "credentials.useSecret=false"),
     "not utf-8": (b"kind: Deployment\nmetadata: {name: \xff}\n", "not UTF-8"),
@@ -59,9 +60,12 @@ def test_known_arn_path_never_calls_aws(offline_env):
 
 
 def test_an_existing_different_role_arn_is_replaced_with_a_warning(offline_env):
-    stale = IRSA.replace(b"  name: velero-server\n  namespace: velero\n",
-                         b"  name: velero-server\n  namespace: velero\n  annotations:\n"
-                         b"    eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/old\n", 1)
+    stale = IRSA.replace(
+        b"  name: velero-server\n  namespace: velero\n",
+        b"  name: velero-server\n  namespace: velero\n  annotations:\n"
+        b"    eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/old\n",
+        1,
+    )
     result = run_cli(["--role-arn", ARN], offline_env, stale)
     assert result.code == 0
     assert "warning: replacing eks.amazonaws.com/role-arn arn:aws:iam::123456789012:role/old" in result.stderr

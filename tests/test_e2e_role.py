@@ -15,18 +15,27 @@ def test_first_run_creates_role_policy_and_attachment(eks, env):
     assert data["role_arn"] == f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
     assert data["policy_arn"] == POLICY_ARN
     assert data["trust_subject"] == "system:serviceaccount:velero:velero-server"
-    assert data["changes"] == [f"create policy {POLICY_ARN}", f"create role {ROLE}",
-                               f"attach policy {POLICY_ARN} to role {ROLE}"]
+    assert data["changes"] == [
+        f"create policy {POLICY_ARN}",
+        f"create role {ROLE}",
+        f"attach policy {POLICY_ARN} to role {ROLE}",
+    ]
 
     host = eks.issuer().removeprefix("https://")
     statement = eks.trust(ROLE)["Statement"]
-    assert statement == [{
-        "Effect": "Allow",
-        "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {f"{host}:sub": "system:serviceaccount:velero:velero-server",
-                                       f"{host}:aud": "sts.amazonaws.com"}},
-    }]
+    assert statement == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": {
+                    f"{host}:sub": "system:serviceaccount:velero:velero-server",
+                    f"{host}:aud": "sts.amazonaws.com",
+                }
+            },
+        }
+    ]
     assert eks.attached(ROLE) == [POLICY_ARN]
     resources = [s["Resource"] for s in eks.policy_document(POLICY_ARN)["Statement"]]
     assert resources == ["*", [f"arn:aws:s3:::{BUCKET}/*"], [f"arn:aws:s3:::{BUCKET}"]]
@@ -104,15 +113,17 @@ def test_values_prints_a_snippet_for_helm(eks, env):
     import yaml
 
     assert yaml.safe_load(result.stdout) == {
-        "serviceAccount": {"server": {"annotations": {
-            "eks.amazonaws.com/role-arn": f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"}}},
+        "serviceAccount": {
+            "server": {"annotations": {"eks.amazonaws.com/role-arn": f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"}}
+        },
         "credentials": {"useSecret": False},
     }
 
 
 def test_helm_namespace_is_the_default_namespace(eks, env):
-    result = run_cli(["ensure-role", "--cluster", CLUSTER, "--bucket", BUCKET, "-o", "json"],
-                     {**env, "HELM_NAMESPACE": "backup"})
+    result = run_cli(
+        ["ensure-role", "--cluster", CLUSTER, "--bucket", BUCKET, "-o", "json"], {**env, "HELM_NAMESPACE": "backup"}
+    )
     assert result.code == 0, result.stderr
     assert result.json["trust_subject"] == "system:serviceaccount:backup:velero-server"
     assert result.json["role_name"] == "AWSIRSAprod-eubackupVelero"

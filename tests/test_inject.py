@@ -2,8 +2,8 @@
 
 import pytest
 import yaml
-
 from conftest import fixture_bytes
+
 from velero_irsa_postrender import stream
 from velero_irsa_postrender.inject import current_annotation, set_annotation
 
@@ -23,8 +23,10 @@ def annotations(raw: bytes) -> dict:
 
 def test_annotations_block_is_added_after_the_last_metadata_line():
     out = edit(b"---\n# Source: x\nkind: ServiceAccount\nmetadata:\n  name: a\n  labels:\n    k: v\nautomount: true\n")
-    assert out == (b"---\n# Source: x\nkind: ServiceAccount\nmetadata:\n  name: a\n  labels:\n    k: v\n"
-                   b'  annotations:\n    eks.amazonaws.com/role-arn: "' + ARN.encode() + b'"\nautomount: true\n')
+    assert out == (
+        b"---\n# Source: x\nkind: ServiceAccount\nmetadata:\n  name: a\n  labels:\n    k: v\n"
+        b'  annotations:\n    eks.amazonaws.com/role-arn: "' + ARN.encode() + b'"\nautomount: true\n'
+    )
 
 
 def test_existing_annotations_keep_order_and_quoting():
@@ -35,8 +37,10 @@ def test_existing_annotations_keep_order_and_quoting():
 
 
 def test_a_stale_role_arn_is_replaced_in_place():
-    raw = (b"kind: ServiceAccount\nmetadata:\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::"
-           b"111111111111:role/old\n    b: c\n  name: a\n")
+    raw = (
+        b"kind: ServiceAccount\nmetadata:\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::"
+        b"111111111111:role/old\n    b: c\n  name: a\n"
+    )
     out = edit(raw)
     assert out.count(b"role-arn") == 1
     assert annotations(out) == {"eks.amazonaws.com/role-arn": ARN, "b": "c"}
@@ -51,9 +55,10 @@ def test_flow_style_metadata_falls_back_to_a_faithful_reserialisation():
     raw = b"---\n# Source: keep me\nkind: ServiceAccount\nmetadata: {name: a, labels: {x: 'y'}}\n"
     out = edit(raw)
     assert out.startswith(b"---\n# Source: keep me\n")
-    assert yaml.safe_load(out) == {"kind": "ServiceAccount",
-                                   "metadata": {"name": "a", "labels": {"x": "y"},
-                                                "annotations": {"eks.amazonaws.com/role-arn": ARN}}}
+    assert yaml.safe_load(out) == {
+        "kind": "ServiceAccount",
+        "metadata": {"name": "a", "labels": {"x": "y"}, "annotations": {"eks.amazonaws.com/role-arn": ARN}},
+    }
 
 
 def test_crlf_and_four_space_indentation_are_kept():
@@ -75,10 +80,13 @@ def test_helm4_filename_annotation_survives():
     }
 
 
-@pytest.mark.parametrize("raw", [
-    b"kind: ServiceAccount\nmetadata:\n  name: a\n  annotations:\n    eks.amazonaws.com/role-arn: x\n    k: v\n",
-    b"kind: ServiceAccount\nmetadata:\n  name: a\n  annotations:\n    eks.amazonaws.com/role-arn: x\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"kind: ServiceAccount\nmetadata:\n  name: a\n  annotations:\n    eks.amazonaws.com/role-arn: x\n    k: v\n",
+        b"kind: ServiceAccount\nmetadata:\n  name: a\n  annotations:\n    eks.amazonaws.com/role-arn: x\n",
+    ],
+)
 def test_removing_the_annotation_leaves_the_rest(raw):
     out = edit(raw, None)
     assert current_annotation(yaml.safe_load(out)) is None

@@ -25,8 +25,9 @@ def test_long_names_are_shortened_deterministically_and_stay_unique():
     assert a == policy.role_name("c" * 60, "velero")
 
 
-@pytest.mark.parametrize(("region", "partition"), [
-    ("eu-central-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")])
+@pytest.mark.parametrize(
+    ("region", "partition"), [("eu-central-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")]
+)
 def test_partition_follows_the_region(region, partition):
     assert policy.partition_for_region(region) == partition
 
@@ -38,8 +39,12 @@ def test_trust_names_exactly_one_subject_and_the_sts_audience():
         "Effect": "Allow",
         "Principal": {"Federated": PROVIDER},
         "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {f"{host}:sub": "system:serviceaccount:velero:velero-server",
-                                       f"{host}:aud": "sts.amazonaws.com"}},
+        "Condition": {
+            "StringEquals": {
+                f"{host}:sub": "system:serviceaccount:velero:velero-server",
+                f"{host}:aud": "sts.amazonaws.com",
+            }
+        },
     }
 
 
@@ -52,8 +57,7 @@ def test_admits_rejects_wildcards_wrong_accounts_and_missing_audience():
     wildcard = json.loads(json.dumps(good).replace("StringEquals", "StringLike"))
     assert not policy.admits(wildcard, PROVIDER, ISSUER, "velero", "velero-server")
     no_aud = json.loads(json.dumps(good))
-    no_aud["Statement"][0]["Condition"]["StringEquals"].pop(
-        "oidc.eks.eu-central-1.amazonaws.com/id/ABC123:aud")
+    no_aud["Statement"][0]["Condition"]["StringEquals"].pop("oidc.eks.eu-central-1.amazonaws.com/id/ABC123:aud")
     assert not policy.admits(no_aud, PROVIDER, ISSUER, "velero", "velero-server")
 
 
@@ -61,8 +65,12 @@ def test_permission_policy_is_scoped_to_exact_buckets_and_prefixes():
     document = policy.permission_policy([Bucket("velero-prod-eu"), Bucket("second", "cluster-a")], "aws-cn")
     objects, buckets = document["Statement"][1], document["Statement"][2]
     assert objects["Resource"] == ["arn:aws-cn:s3:::second/cluster-a/*", "arn:aws-cn:s3:::velero-prod-eu/*"]
-    assert buckets == {"Sid": "VeleroBuckets", "Effect": "Allow", "Action": ["s3:ListBucket"],
-                       "Resource": ["arn:aws-cn:s3:::second", "arn:aws-cn:s3:::velero-prod-eu"]}
+    assert buckets == {
+        "Sid": "VeleroBuckets",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": ["arn:aws-cn:s3:::second", "arn:aws-cn:s3:::velero-prod-eu"],
+    }
     assert "velero-*" not in json.dumps(document)
     assert set(document["Statement"][0]["Action"]) == set(policy.EC2_ACTIONS)
 

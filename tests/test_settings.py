@@ -1,8 +1,8 @@
 """Precedence (flag > VELERO_IRSA_* > config file > default) and schema errors that name the key."""
 
 import pytest
-
 from conftest import fixture_bytes, run_cli
+
 from velero_irsa_postrender.errors import ConfigError
 from velero_irsa_postrender.settings import resolve
 
@@ -52,8 +52,9 @@ def test_precedence_end_to_end(tmp_path, offline_env, source):
 def test_a_broken_config_file_aborts_the_render_with_nothing_on_stdout(tmp_path, offline_env):
     config = tmp_path / "c.yaml"
     config.write_text("max-session-duration: 60\n")
-    result = run_cli(["--config", str(config), "--role-arn", ARN.format("x")], offline_env,
-                     fixture_bytes("template-irsa.yaml"))
+    result = run_cli(
+        ["--config", str(config), "--role-arn", ARN.format("x")], offline_env, fixture_bytes("template-irsa.yaml")
+    )
     assert (result.code, result.stdout) == (1, b"")
     assert "max-session-duration: 60 is less than the minimum of 3600" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -2,8 +2,8 @@
 
 import pytest
 import yaml
-
 from conftest import FIXTURES
+
 from velero_irsa_postrender import stream
 from velero_irsa_postrender.errors import ManifestError
 

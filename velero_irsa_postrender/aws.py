@@ -24,8 +24,9 @@ READ_PREFIXES = ("Get", "List", "Describe", "Head")
 class Clients:
     """One boto3 session, one client per service, created on first use."""
 
-    def __init__(self, region: str | None = None, profile: str | None = None,
-                 on_call: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self, region: str | None = None, profile: str | None = None, on_call: Callable[[str, str], None] | None = None
+    ) -> None:
         self._region, self._profile, self._on_call = region, profile, on_call
         self._session: Any = None
         self._clients: dict[str, Any] = {}
@@ -97,8 +98,16 @@ def is_write(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
 
 
-_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
-           "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch")
+_DENIED = (
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+)
 
 
 @contextmanager
@@ -113,26 +122,34 @@ def translated(doing: str, action: str = "") -> Iterator[None]:
         message = (error.response.get("Error") or {}).get("Message") or code
         if code in _DENIED:
             denied = f" ({action} was denied)" if action else ""
-            raise AwsError(f"AWS refused to {doing}{denied}: {code}: {message}",
-                           f"grant the caller {action or 'the permission'} or use a profile that has it "
-                           "(AWS_PROFILE / --profile)") from None
+            raise AwsError(
+                f"AWS refused to {doing}{denied}: {code}: {message}",
+                f"grant the caller {action or 'the permission'} or use a profile that has it (AWS_PROFILE / --profile)",
+            ) from None
         if code in ("Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"):
-            raise AwsError(f"AWS kept throttling while trying to {doing} ({code})",
-                           "retry later; the run is safe to repeat") from None
+            raise AwsError(
+                f"AWS kept throttling while trying to {doing} ({code})", "retry later; the run is safe to repeat"
+            ) from None
         raise
     except bx.NoCredentialsError:
-        raise AwsError(f"no AWS credentials found to {doing}",
-                       "set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`") from None
+        raise AwsError(
+            f"no AWS credentials found to {doing}",
+            "set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`",
+        ) from None
     except bx.ProfileNotFound as error:
         raise AwsError(str(error), "check --profile / AWS_PROFILE against ~/.aws/config") from None
     except bx.NoRegionError:
         raise AwsError(f"no AWS region set to {doing}", "pass --region or set AWS_REGION") from None
     except bx.EndpointConnectionError as error:
-        raise AwsError(f"cannot reach the AWS endpoint to {doing} ({error})",
-                       "check the network, AWS_ENDPOINT_URL and the region") from None
+        raise AwsError(
+            f"cannot reach the AWS endpoint to {doing} ({error})", "check the network, AWS_ENDPOINT_URL and the region"
+        ) from None
     except (bx.ConnectionClosedError, bx.ReadTimeoutError, bx.ConnectTimeoutError) as error:
-        raise AwsError(f"the connection to AWS failed while trying to {doing} ({type(error).__name__})",
-                       "retry; the run is safe to repeat") from None
+        raise AwsError(
+            f"the connection to AWS failed while trying to {doing} ({type(error).__name__})",
+            "retry; the run is safe to repeat",
+        ) from None
     except bx.TokenRetrievalError as error:
-        raise AwsError(f"AWS credentials could not be refreshed to {doing} ({error})",
-                       "log in again, e.g. `aws sso login`") from None
+        raise AwsError(
+            f"AWS credentials could not be refreshed to {doing} ({error})", "log in again, e.g. `aws sso login`"
+        ) from None

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -62,68 +62,233 @@ BEHAVIOUR = "Behaviour"
 
 # (config key, annotation) for every option shared by the role commands.
 ROLE_OPTIONS: list[tuple[str, Any]] = [
-    ("cluster", Annotated[Optional[list[str]], _option(
-        "cluster", "EKS cluster name; repeat for one role trusted by several clusters.", "-c",
-        rich_help_panel=AWS)]),
-    ("namespace", Annotated[Optional[str], _option(
-        "namespace", "Namespace of the Velero server ServiceAccount (post-render reads it from the manifests; "
-        "ensure-role defaults to HELM_NAMESPACE, then velero).", "-n", rich_help_panel=ROLE)]),
-    ("service-account", Annotated[Optional[str], _option(
-        "service-account", "Velero server ServiceAccount (post-render reads it from the Deployment; "
-        "ensure-role defaults to velero-server).", rich_help_panel=ROLE)]),
-    ("bucket", Annotated[Optional[list[str]], _option(
-        "bucket", "Backup bucket; repeatable. Default: every aws BackupStorageLocation's bucket, "
-        "else velero-<cluster>.", rich_help_panel=ROLE)]),
-    ("bucket-prefix", Annotated[Optional[str], _option(
-        "bucket-prefix", "Limit object access to this prefix of --bucket.", rich_help_panel=ROLE)]),
-    ("role-name", Annotated[Optional[str], _option(
-        "role-name", "IAM role name. Default: AWSIRSA<cluster><namespace>Velero.", rich_help_panel=ROLE)]),
-    ("policy-name", Annotated[Optional[str], _option(
-        "policy-name", "IAM policy name. Default: <role-name>_policy.", rich_help_panel=ROLE)]),
-    ("role-arn", Annotated[Optional[str], _option(
-        "role-arn", "Use this role as it is and call no AWS API.", rich_help_panel=ROLE)]),
-    ("role-path", Annotated[Optional[str], _option(
-        "role-path", "IAM path for the role and policy, e.g. /velero/. Default: /.", rich_help_panel=ROLE)]),
-    ("permissions-boundary", Annotated[Optional[str], _option(
-        "permissions-boundary", "ARN of a permissions boundary policy for the role.", rich_help_panel=ROLE)]),
-    ("tag", Annotated[Optional[list[str]], _option(
-        "tag", "Extra tag KEY=VALUE for the role and policy; repeatable.", rich_help_panel=ROLE)]),
-    ("max-session-duration", Annotated[Optional[int], _option(
-        "max-session-duration", "Role maximum session duration in seconds (3600-43200).",
-        rich_help_panel=ROLE)]),
-    ("kms-key-arn", Annotated[Optional[list[str]], _option(
-        "kms-key-arn", "KMS key for encrypted volumes or SSE-KMS buckets; repeatable.", rich_help_panel=ROLE)]),
-    ("mode", Annotated[Optional[Mode], _option(
-        "mode", "irsa (annotation + OIDC trust) or pod-identity (EKS Pod Identity association).",
-        rich_help_panel=ROLE, case_sensitive=False)]),
-    ("account-id", Annotated[Optional[str], _option(
-        "account-id", "AWS account ID (skips sts:GetCallerIdentity when --oidc-issuer is given).",
-        rich_help_panel=AWS)]),
-    ("oidc-issuer", Annotated[Optional[str], _option(
-        "oidc-issuer", "The cluster's OIDC issuer URL (skips eks:DescribeCluster).", rich_help_panel=AWS)]),
-    ("region", Annotated[Optional[str], _option(
-        "region", "AWS region. Default: the AWS chain (AWS_REGION, profile), then the bucket's region.",
-        rich_help_panel=AWS)]),
-    ("profile", Annotated[Optional[str], _option(
-        "profile", "AWS profile. Default: the AWS chain (AWS_PROFILE).", rich_help_panel=AWS)]),
-    ("create", Annotated[Optional[bool], _option(
-        "create", "Create or repair what is missing (default), or only resolve and fail on a difference.",
-        flag="--create/--no-create", rich_help_panel=BEHAVIOUR)]),
-    ("create-bucket", Annotated[Optional[bool], _option(
-        "create-bucket", "Create a missing backup bucket instead of failing.", rich_help_panel=BEHAVIOUR)]),
-    ("create-oidc-provider", Annotated[Optional[bool], _option(
-        "create-oidc-provider", "Create the cluster's IAM OIDC provider if it is missing.",
-        rich_help_panel=BEHAVIOUR)]),
-    ("adopt", Annotated[Optional[bool], _option(
-        "adopt", "Take over an existing role or policy that velero-irsa did not create.",
-        rich_help_panel=BEHAVIOUR)]),
-    ("dry-run", Annotated[Optional[bool], _option(
-        "dry-run", "Call only read APIs; print the plan on stderr.", rich_help_panel=BEHAVIOUR)]),
-    ("config", Annotated[Optional[str], typer.Option(
-        "--config", help="YAML config file with any of these options as keys.", envvar=CONFIG_ENV,
-        show_envvar=True, rich_help_panel=BEHAVIOUR)]),
-    ("verbose", Annotated[bool, typer.Option(
-        "--verbose", "-v", help="Debug logs on stderr (also HELM_DEBUG=true).", rich_help_panel=BEHAVIOUR)]),
+    (
+        "cluster",
+        Annotated[
+            list[str] | None,
+            _option(
+                "cluster",
+                "EKS cluster name; repeat for one role trusted by several clusters.",
+                "-c",
+                rich_help_panel=AWS,
+            ),
+        ],
+    ),
+    (
+        "namespace",
+        Annotated[
+            str | None,
+            _option(
+                "namespace",
+                "Namespace of the Velero server ServiceAccount (post-render reads it from the manifests; "
+                "ensure-role defaults to HELM_NAMESPACE, then velero).",
+                "-n",
+                rich_help_panel=ROLE,
+            ),
+        ],
+    ),
+    (
+        "service-account",
+        Annotated[
+            str | None,
+            _option(
+                "service-account",
+                "Velero server ServiceAccount (post-render reads it from the Deployment; "
+                "ensure-role defaults to velero-server).",
+                rich_help_panel=ROLE,
+            ),
+        ],
+    ),
+    (
+        "bucket",
+        Annotated[
+            list[str] | None,
+            _option(
+                "bucket",
+                "Backup bucket; repeatable. Default: every aws BackupStorageLocation's bucket, else velero-<cluster>.",
+                rich_help_panel=ROLE,
+            ),
+        ],
+    ),
+    (
+        "bucket-prefix",
+        Annotated[
+            str | None,
+            _option("bucket-prefix", "Limit object access to this prefix of --bucket.", rich_help_panel=ROLE),
+        ],
+    ),
+    (
+        "role-name",
+        Annotated[
+            str | None,
+            _option("role-name", "IAM role name. Default: AWSIRSA<cluster><namespace>Velero.", rich_help_panel=ROLE),
+        ],
+    ),
+    (
+        "policy-name",
+        Annotated[
+            str | None, _option("policy-name", "IAM policy name. Default: <role-name>_policy.", rich_help_panel=ROLE)
+        ],
+    ),
+    (
+        "role-arn",
+        Annotated[str | None, _option("role-arn", "Use this role as it is and call no AWS API.", rich_help_panel=ROLE)],
+    ),
+    (
+        "role-path",
+        Annotated[
+            str | None,
+            _option("role-path", "IAM path for the role and policy, e.g. /velero/. Default: /.", rich_help_panel=ROLE),
+        ],
+    ),
+    (
+        "permissions-boundary",
+        Annotated[
+            str | None,
+            _option("permissions-boundary", "ARN of a permissions boundary policy for the role.", rich_help_panel=ROLE),
+        ],
+    ),
+    (
+        "tag",
+        Annotated[
+            list[str] | None,
+            _option("tag", "Extra tag KEY=VALUE for the role and policy; repeatable.", rich_help_panel=ROLE),
+        ],
+    ),
+    (
+        "max-session-duration",
+        Annotated[
+            int | None,
+            _option(
+                "max-session-duration", "Role maximum session duration in seconds (3600-43200).", rich_help_panel=ROLE
+            ),
+        ],
+    ),
+    (
+        "kms-key-arn",
+        Annotated[
+            list[str] | None,
+            _option(
+                "kms-key-arn", "KMS key for encrypted volumes or SSE-KMS buckets; repeatable.", rich_help_panel=ROLE
+            ),
+        ],
+    ),
+    (
+        "mode",
+        Annotated[
+            Mode | None,
+            _option(
+                "mode",
+                "irsa (annotation + OIDC trust) or pod-identity (EKS Pod Identity association).",
+                rich_help_panel=ROLE,
+                case_sensitive=False,
+            ),
+        ],
+    ),
+    (
+        "account-id",
+        Annotated[
+            str | None,
+            _option(
+                "account-id",
+                "AWS account ID (skips sts:GetCallerIdentity when --oidc-issuer is given).",
+                rich_help_panel=AWS,
+            ),
+        ],
+    ),
+    (
+        "oidc-issuer",
+        Annotated[
+            str | None,
+            _option("oidc-issuer", "The cluster's OIDC issuer URL (skips eks:DescribeCluster).", rich_help_panel=AWS),
+        ],
+    ),
+    (
+        "region",
+        Annotated[
+            str | None,
+            _option(
+                "region",
+                "AWS region. Default: the AWS chain (AWS_REGION, profile), then the bucket's region.",
+                rich_help_panel=AWS,
+            ),
+        ],
+    ),
+    (
+        "profile",
+        Annotated[
+            str | None, _option("profile", "AWS profile. Default: the AWS chain (AWS_PROFILE).", rich_help_panel=AWS)
+        ],
+    ),
+    (
+        "create",
+        Annotated[
+            bool | None,
+            _option(
+                "create",
+                "Create or repair what is missing (default), or only resolve and fail on a difference.",
+                flag="--create/--no-create",
+                rich_help_panel=BEHAVIOUR,
+            ),
+        ],
+    ),
+    (
+        "create-bucket",
+        Annotated[
+            bool | None,
+            _option("create-bucket", "Create a missing backup bucket instead of failing.", rich_help_panel=BEHAVIOUR),
+        ],
+    ),
+    (
+        "create-oidc-provider",
+        Annotated[
+            bool | None,
+            _option(
+                "create-oidc-provider",
+                "Create the cluster's IAM OIDC provider if it is missing.",
+                rich_help_panel=BEHAVIOUR,
+            ),
+        ],
+    ),
+    (
+        "adopt",
+        Annotated[
+            bool | None,
+            _option(
+                "adopt",
+                "Take over an existing role or policy that velero-irsa did not create.",
+                rich_help_panel=BEHAVIOUR,
+            ),
+        ],
+    ),
+    (
+        "dry-run",
+        Annotated[
+            bool | None, _option("dry-run", "Call only read APIs; print the plan on stderr.", rich_help_panel=BEHAVIOUR)
+        ],
+    ),
+    (
+        "config",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--config",
+                help="YAML config file with any of these options as keys.",
+                envvar=CONFIG_ENV,
+                show_envvar=True,
+                rich_help_panel=BEHAVIOUR,
+            ),
+        ],
+    ),
+    (
+        "verbose",
+        Annotated[
+            bool,
+            typer.Option(
+                "--verbose", "-v", help="Debug logs on stderr (also HELM_DEBUG=true).", rich_help_panel=BEHAVIOUR
+            ),
+        ],
+    ),
 ]
 
 
@@ -135,8 +300,12 @@ def with_role_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command every role option; it receives them resolved, as ``settings``."""
     own = [p for name, p in inspect.signature(command, eval_str=True).parameters.items() if name != "settings"]
     shared = [
-        inspect.Parameter(_param_name(key), inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                          default=False if key == "verbose" else None)
+        inspect.Parameter(
+            _param_name(key),
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=annotation,
+            default=False if key == "verbose" else None,
+        )
         for key, annotation in ROLE_OPTIONS
     ]
 
@@ -191,8 +360,11 @@ class boundary:
         if self.debug:
             log.error("unexpected %s: %s", type(error).__name__, error, exc_info=error)
         else:
-            log.error("unexpected %s: %s (run with -v or HELM_DEBUG=true for details)",
-                      type(error).__name__, " ".join(str(error).split())[:300])
+            log.error(
+                "unexpected %s: %s (run with -v or HELM_DEBUG=true for details)",
+                type(error).__name__,
+                " ".join(str(error).split())[:300],
+            )
         raise typer.Exit(code=1)
 
 
@@ -204,8 +376,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
-                                          callback=_version, is_eager=True)] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
     """IAM Roles for Service Accounts for Velero on Amazon EKS, as a Helm post-renderer."""
 
@@ -233,9 +406,16 @@ def post_render_command(settings: Settings) -> None:
 @with_role_options
 def ensure_role_command(
     settings: Settings,
-    output: Annotated[Optional[Output], typer.Option(
-        "--output", "-o", help="text prints the role ARN; json prints role_arn, role_name, policy_arn, "
-        "trust_subject and changes.", envvar=envvar("output"), show_envvar=True)] = None,
+    output: Annotated[
+        Output | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text prints the role ARN; json prints role_arn, role_name, policy_arn, trust_subject and changes.",
+            envvar=envvar("output"),
+            show_envvar=True,
+        ),
+    ] = None,
 ) -> None:
     """Create or converge the Velero IAM role and print its ARN (for scripts, CI and Helmfile hooks).
 

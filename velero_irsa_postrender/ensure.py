@@ -49,8 +49,9 @@ def given_role(settings: Settings, target: Target) -> RoleResult:
     arn = settings.role_arn or ""
     validate_role_arn(arn)
     log.debug("using the given role %s without calling AWS", arn)
-    return RoleResult(arn, arn.rsplit("/", 1)[-1], "", policy.subject(target.namespace, target.service_account),
-                      managed=False)
+    return RoleResult(
+        arn, arn.rsplit("/", 1)[-1], "", policy.subject(target.namespace, target.service_account), managed=False
+    )
 
 
 def ensure_role(settings: Settings, target: Target) -> RoleResult:
@@ -58,8 +59,9 @@ def ensure_role(settings: Settings, target: Target) -> RoleResult:
     if settings.role_arn:
         return given_role(settings, target)
     if not settings.clusters:
-        raise ConfigError("no EKS cluster given, and no --role-arn",
-                          "pass --cluster NAME (or VELERO_IRSA_CLUSTER), or --role-arn ARN")
+        raise ConfigError(
+            "no EKS cluster given, and no --role-arn", "pass --cluster NAME (or VELERO_IRSA_CLUSTER), or --role-arn ARN"
+        )
 
     from velero_irsa_postrender.aws import Clients
     from velero_irsa_postrender.identity import resolve_clusters

@@ -42,8 +42,9 @@ def _describe(name: str, settings: Settings, clients: Clients) -> Cluster:
             cluster = clients.eks.describe_cluster(name=name)["cluster"]
     except Exception as error:
         if is_code(error, "ResourceNotFoundException"):
-            raise AwsError(f"EKS cluster {name} not found in region {clients.region}",
-                           "check --cluster and --region / AWS_REGION") from None
+            raise AwsError(
+                f"EKS cluster {name} not found in region {clients.region}", "check --cluster and --region / AWS_REGION"
+            ) from None
         raise
     issuer = ((cluster.get("identity") or {}).get("oidc") or {}).get("issuer")
     if not issuer:
@@ -78,6 +79,10 @@ def check_oidc_provider(cluster: Cluster, clients: Clients, create: bool, dry_ru
                 clients.iam.create_open_id_connect_provider(Url=cluster.issuer, ClientIDList=[policy.AUDIENCE])
         return f"create IAM OIDC provider {arn}"
     if policy.AUDIENCE not in provider.get("ClientIDList", []):
-        log.warning("the IAM OIDC provider %s does not list the audience %s; "
-                    "add it with `aws iam add-client-id-to-open-id-connect-provider`", arn, policy.AUDIENCE)
+        log.warning(
+            "the IAM OIDC provider %s does not list the audience %s; "
+            "add it with `aws iam add-client-id-to-open-id-connect-provider`",
+            arn,
+            policy.AUDIENCE,
+        )
     return None

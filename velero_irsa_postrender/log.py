@@ -4,6 +4,7 @@ import logging
 import os
 import re
 import sys
+from typing import ClassVar
 
 PREFIX = "velero-irsa"
 logger = logging.getLogger("velero_irsa_postrender")
@@ -57,7 +58,11 @@ def configure(debug: bool) -> None:
 
 
 class _Formatter(logging.Formatter):
-    _LEVELS = {logging.ERROR: "error: ", logging.WARNING: "warning: ", logging.DEBUG: "debug: "}
+    _LEVELS: ClassVar[dict[int, str]] = {
+        logging.ERROR: "error: ",
+        logging.WARNING: "warning: ",
+        logging.DEBUG: "debug: ",
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{PREFIX}: {self._LEVELS.get(record.levelno, '')}{record.getMessage()}"

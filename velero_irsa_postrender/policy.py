@@ -127,9 +127,7 @@ def admits(document: Any, provider_arn: str, issuer: str, namespace: str, servic
         if "sts:AssumeRoleWithWebIdentity" not in _as_list(statement.get("Action")):
             continue
         equals = (statement.get("Condition") or {}).get("StringEquals") or {}
-        if _as_list(equals.get(f"{host}:sub")) == [wanted_sub] and _as_list(
-            equals.get(f"{host}:aud")
-        ) == [AUDIENCE]:
+        if _as_list(equals.get(f"{host}:sub")) == [wanted_sub] and _as_list(equals.get(f"{host}:aud")) == [AUDIENCE]:
             return True
     return False
 
@@ -147,13 +145,15 @@ def permission_policy(buckets: Iterable[Bucket], partition: str, kms_key_arns: I
     keys = sorted(set(kms_key_arns))
     if keys:
         statements.append({"Sid": "VeleroKms", "Effect": "Allow", "Action": list(KMS_ACTIONS), "Resource": keys})
-        statements.append({
-            "Sid": "VeleroKmsGrants",
-            "Effect": "Allow",
-            "Action": list(KMS_GRANT_ACTIONS),
-            "Resource": keys,
-            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-        })
+        statements.append(
+            {
+                "Sid": "VeleroKmsGrants",
+                "Effect": "Allow",
+                "Action": list(KMS_GRANT_ACTIONS),
+                "Resource": keys,
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            }
+        )
     return {"Version": VERSION, "Statement": statements}
 
 

@@ -25,8 +25,10 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
     server = find_server(documents)
     if server.namespace is None:
         if not settings.namespace:
-            raise ManifestError(f"the Velero Deployment {server.name} has no metadata.namespace",
-                                "pass --namespace with the release namespace")
+            raise ManifestError(
+                f"the Velero Deployment {server.name} has no metadata.namespace",
+                "pass --namespace with the release namespace",
+            )
         server.namespace = settings.namespace
     _check_agrees(settings, server)
     attach_service_account(server, documents)
@@ -37,13 +39,17 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
 def _check_agrees(settings: Settings, server: VeleroServer) -> None:
     """Options that name a different ServiceAccount than the rendered one would break the trust."""
     if settings.namespace and settings.namespace != server.namespace:
-        raise ConfigError(f"--namespace {settings.namespace} disagrees with the rendered Velero server, "
-                          f"which runs in namespace {server.namespace}",
-                          "drop --namespace (the manifests say where Velero runs) or render into that namespace")
+        raise ConfigError(
+            f"--namespace {settings.namespace} disagrees with the rendered Velero server, "
+            f"which runs in namespace {server.namespace}",
+            "drop --namespace (the manifests say where Velero runs) or render into that namespace",
+        )
     if settings.service_account and settings.service_account != server.service_account:
-        raise ConfigError(f"--service-account {settings.service_account} disagrees with the rendered Velero "
-                          f"server, which runs as {server.service_account}",
-                          "drop --service-account or set serviceAccount.server.name in the chart values")
+        raise ConfigError(
+            f"--service-account {settings.service_account} disagrees with the rendered Velero "
+            f"server, which runs as {server.service_account}",
+            "drop --service-account or set serviceAccount.server.name in the chart values",
+        )
 
 
 def post_render(manifests: bytes, settings: Settings) -> tuple[bytes, RoleResult]:
@@ -61,8 +67,14 @@ def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: s
         log.debug("ServiceAccount %s already carries %s", server.service_account, role_arn)
         return b"".join(d.raw for d in documents)
     if current:
-        log.warning("replacing %s %s on ServiceAccount %s/%s with %s", ROLE_ARN_ANNOTATION, current,
-                    server.namespace, server.service_account, role_arn)
+        log.warning(
+            "replacing %s %s on ServiceAccount %s/%s with %s",
+            ROLE_ARN_ANNOTATION,
+            current,
+            server.namespace,
+            server.service_account,
+            role_arn,
+        )
     replacement = set_annotation(document, body, role_arn)
     log.info("annotated ServiceAccount %s/%s with %s", server.namespace, server.service_account, role_arn)
     return b"".join(replacement if d is document else d.raw for d in documents)

@@ -126,8 +126,7 @@ def owned(tags: list[dict[str, str]] | None) -> bool:
 class Converger:
     """Brings one role and its policy to the wanted state; every write is recorded as a Change."""
 
-    def __init__(self, request: RoleRequest, clients: Clients,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, request: RoleRequest, clients: Clients, sleep: Callable[[float], None] = time.sleep) -> None:
         self.request, self.clients, self.iam = request, clients, clients.iam
         self.changes: list[Change] = []
         self._sleep = sleep
@@ -144,9 +143,10 @@ class Converger:
         attached = self._attached_policies(role) if role is not None else []
         needs_work = self._needs_work(role, policy_state, attached)
         if needs_work and not request.create:
-            raise AwsError(f"role {request.role_name} is missing or out of date and --no-create was given",
-                           "run without --no-create, or see the difference with `velero-irsa ensure-role "
-                           "--dry-run`")
+            raise AwsError(
+                f"role {request.role_name} is missing or out of date and --no-create was given",
+                "run without --no-create, or see the difference with `velero-irsa ensure-role --dry-run`",
+            )
         if needs_work:
             self._check_prerequisites()
 
@@ -208,16 +208,22 @@ class Converger:
     def _use_foreign_role(self, role: dict[str, Any]) -> RoleResult:
         request = self.request
         for cluster in request.clusters:
-            if not policy.admits(role["AssumeRolePolicyDocument"], cluster.provider_arn, cluster.issuer,
-                                 request.namespace, request.service_account):
+            if not policy.admits(
+                role["AssumeRolePolicyDocument"],
+                cluster.provider_arn,
+                cluster.issuer,
+                request.namespace,
+                request.service_account,
+            ):
                 raise AwsError(
                     f"role {request.role_name} exists, is not managed by velero-irsa, and its trust policy "
                     f"does not admit exactly {request.subject} (aud {policy.AUDIENCE}) from cluster {cluster.name}",
                     "pass --adopt to let velero-irsa take it over and fix it, or choose another --role-name",
                 )
         log.info("role %s is not managed by velero-irsa; using it as it is (read-only)", request.role_name)
-        return RoleResult(role["Arn"], request.role_name, request.policy_arn, request.subject,
-                          dry_run=request.dry_run, managed=False)
+        return RoleResult(
+            role["Arn"], request.role_name, request.policy_arn, request.subject, dry_run=request.dry_run, managed=False
+        )
 
     # -- prerequisites -----------------------------------------------------------------------
 
@@ -241,13 +247,16 @@ class Converger:
                 if is_code(error, "301", "PermanentRedirect"):
                     return  # the bucket exists in another region
                 if is_code(error, "403"):
-                    raise AwsError(f"access to bucket {bucket.name} is denied (403)",
-                                   "check the bucket name: it may belong to another account") from None
+                    raise AwsError(
+                        f"access to bucket {bucket.name} is denied (403)",
+                        "check the bucket name: it may belong to another account",
+                    ) from None
                 raise
         if not self.request.create_bucket:
-            raise AwsError(f"bucket {bucket.name} does not exist",
-                           "create it, fix the bucket in the BackupStorageLocation / --bucket, "
-                           "or pass --create-bucket")
+            raise AwsError(
+                f"bucket {bucket.name} does not exist",
+                "create it, fix the bucket in the BackupStorageLocation / --bucket, or pass --create-bucket",
+            )
         self.changes.append(Change("create", f"bucket {bucket.name}"))
         if self.request.dry_run:
             return
@@ -276,9 +285,11 @@ class Converger:
                 self._write(Change("adopt", f"policy {request.policy_arn}"), self._tag_policy)
             return
         if not mine and not request.adopt:
-            raise AwsError(f"policy {request.policy_arn} exists, is not managed by velero-irsa, and grants "
-                           "other permissions than Velero needs here",
-                           "pass --adopt to let velero-irsa take it over, or choose another --policy-name")
+            raise AwsError(
+                f"policy {request.policy_arn} exists, is not managed by velero-irsa, and grants "
+                "other permissions than Velero needs here",
+                "pass --adopt to let velero-irsa take it over, or choose another --policy-name",
+            )
         if not mine:
             self._write(Change("adopt", f"policy {request.policy_arn}"), self._tag_policy)
         change = Change("update", f"policy {request.policy_arn}", policy.normalise(state["Document"]), wanted)
@@ -360,8 +371,11 @@ class Converger:
             self.changes.pop()
             role = self._eventually(self._get_role, until_found=True)
             if role is None or (not owned(role.get("Tags")) and not request.adopt):
-                raise AwsError(f"role {request.role_name} appeared while this run was creating it, "
-                               "and it is not managed by velero-irsa", "run again to see how to proceed")
+                raise AwsError(
+                    f"role {request.role_name} appeared while this run was creating it, "
+                    "and it is not managed by velero-irsa",
+                    "run again to see how to proceed",
+                ) from None
             self._converge_role(role)
 
     def _tag_role(self) -> None:
@@ -389,26 +403,31 @@ class Converger:
         request, name = self.request, self.request.role_name
         boundary = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
         if request.permissions_boundary and boundary != request.permissions_boundary:
-            self._write(Change("update", f"permissions boundary of role {name}", boundary,
-                               request.permissions_boundary), self._put_boundary)
+            self._write(
+                Change("update", f"permissions boundary of role {name}", boundary, request.permissions_boundary),
+                self._put_boundary,
+            )
         duration = request.max_session_duration
         if duration and role.get("MaxSessionDuration") != duration:
-            self._write(Change("update", f"max session duration of role {name}",
-                               role.get("MaxSessionDuration"), duration), self._update_duration)
+            self._write(
+                Change("update", f"max session duration of role {name}", role.get("MaxSessionDuration"), duration),
+                self._update_duration,
+            )
         have = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
         if owned(role.get("Tags")) and any(have.get(t["Key"]) != t["Value"] for t in request.tags()):
             self._write(Change("update", f"tags of role {name}"), self._tag_role)
 
     def _put_boundary(self) -> None:
-        with translated(f"set the permissions boundary of role {self.request.role_name}",
-                        "iam:PutRolePermissionsBoundary"):
-            self.iam.put_role_permissions_boundary(RoleName=self.request.role_name,
-                                                   PermissionsBoundary=self.request.permissions_boundary)
+        with translated(
+            f"set the permissions boundary of role {self.request.role_name}", "iam:PutRolePermissionsBoundary"
+        ):
+            self.iam.put_role_permissions_boundary(
+                RoleName=self.request.role_name, PermissionsBoundary=self.request.permissions_boundary
+            )
 
     def _update_duration(self) -> None:
         with translated(f"update role {self.request.role_name}", "iam:UpdateRole"):
-            self.iam.update_role(RoleName=self.request.role_name,
-                                 MaxSessionDuration=self.request.max_session_duration)
+            self.iam.update_role(RoleName=self.request.role_name, MaxSessionDuration=self.request.max_session_duration)
 
     # -- attachment --------------------------------------------------------------------------
 
@@ -416,12 +435,15 @@ class Converger:
         request = self.request
         extra = [arn for arn in attached if arn != request.policy_arn]
         if extra:
-            log.warning("role %s also has policies attached by hand, left alone: %s",
-                        request.role_name, ", ".join(extra))
+            log.warning(
+                "role %s also has policies attached by hand, left alone: %s", request.role_name, ", ".join(extra)
+            )
         if request.policy_arn in attached:
             return
-        self._write(Change("attach", f"policy {request.policy_arn} to role {request.role_name}"),
-                    lambda: self._eventually(self._attach_policy))
+        self._write(
+            Change("attach", f"policy {request.policy_arn} to role {request.role_name}"),
+            lambda: self._eventually(self._attach_policy),
+        )
 
     def _attach_policy(self) -> None:
         with translated(f"attach the policy to role {self.request.role_name}", "iam:AttachRolePolicy"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,8 +105,9 @@ def load_config(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"cannot read config file {path} ({error.strerror})",
-                          f"check the path given with --config or {CONFIG_ENV}") from None
+        raise ConfigError(
+            f"cannot read config file {path} ({error.strerror})", f"check the path given with --config or {CONFIG_ENV}"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -118,7 +119,7 @@ def load_config(path: Path) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema(name: str) -> dict[str, Any]:
     try:
         text = resources.files("velero_irsa_postrender.schemas").joinpath(name).read_text(encoding="utf-8")
@@ -127,7 +128,7 @@ def _schema(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str):
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
@@ -147,8 +148,9 @@ def validate(data: Any, where: str, schema: str = "config.schema.json") -> None:
     if error is None:
         return
     key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-    raise ConfigError(f"{where}: {key}: {_short(error.message)} (schema rule: {error.validator})",
-                      _hint_for(key.split(".")[0]))
+    raise ConfigError(
+        f"{where}: {key}: {_short(error.message)} (schema rule: {error.validator})", _hint_for(key.split(".")[0])
+    )
 
 
 def _short(message: str, limit: int = 200) -> str:

@@ -7,6 +7,7 @@ chunks, and only chunks that can be one of the kinds we look for are parsed at a
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ def split(stream: bytes) -> list[Document]:
 
     documents = []
     line = 1
-    for begin, end in zip(starts, starts[1:]):
+    for begin, end in itertools.pairwise(starts):
         raw = stream[begin:end]
         if raw:
             documents.append(Document(raw, line, any(word in raw for word in _CANDIDATE_WORDS)))
@@ -81,14 +82,17 @@ def load(raw: bytes, where: str) -> list[Any]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise ManifestError(f"{where} is not UTF-8 text (byte {error.start})",
-                            "Helm renders UTF-8; check the chart's templates and values") from None
+        raise ManifestError(
+            f"{where} is not UTF-8 text (byte {error.start})",
+            "Helm renders UTF-8; check the chart's templates and values",
+        ) from None
     try:
         return _compose_all(text)
     except yaml.YAMLError as error:
         reason = " ".join(str(error).split())
-        raise ManifestError(f"{where} is not valid YAML ({reason})",
-                            "fix the template or values that rendered it") from None
+        raise ManifestError(
+            f"{where} is not valid YAML ({reason})", "fix the template or values that rendered it"
+        ) from None
     except RecursionError:
         raise ManifestError(f"{where} nests too deeply", "real manifests nest a few levels") from None
 

@@ -82,7 +82,8 @@ def _objects(documents: list[Document]):
 def find_server(documents: list[Document]) -> VeleroServer:
     """The single Velero server Deployment and its ServiceAccount document, or a clear error."""
     servers = [
-        body for _, body in _objects(documents)
+        body
+        for _, body in _objects(documents)
         if body.get("kind") == "Deployment" and _server_container(body) is not None
     ]
     if not servers:
@@ -92,8 +93,9 @@ def find_server(documents: list[Document]) -> VeleroServer:
         )
     if len(servers) > 1:
         names = ", ".join(str(_get(body, "metadata", "name")) for body in servers)
-        raise ManifestError(f"two or more Velero server Deployments in one release ({names})",
-                            "render one Velero release at a time")
+        raise ManifestError(
+            f"two or more Velero server Deployments in one release ({names})", "render one Velero release at a time"
+        )
 
     deployment = servers[0]
     pod_spec = _pod_spec(deployment)
