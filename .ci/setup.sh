@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' ruff
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 'ruff==0.17.6'
 sh .ci/get-helm.sh
