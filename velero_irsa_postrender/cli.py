@@ -199,8 +199,13 @@ ROLE_OPTIONS: list[tuple[str, Any]] = [
     (
         "oidc-issuer",
         Annotated[
-            str | None,
-            _option("oidc-issuer", "The cluster's OIDC issuer URL (skips eks:DescribeCluster).", rich_help_panel=AWS),
+            list[str] | None,
+            _option(
+                "oidc-issuer",
+                "The cluster's OIDC issuer URL (skips eks:DescribeCluster); with several --cluster, "
+                "repeat it once per cluster in the same order.",
+                rich_help_panel=AWS,
+            ),
         ],
     ),
     (

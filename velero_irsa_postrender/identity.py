@@ -29,10 +29,16 @@ def resolve_clusters(settings: Settings, clients: Clients) -> list[Cluster]:
     """Each named cluster with its OIDC issuer; ``--oidc-issuer`` skips eks:DescribeCluster."""
     if not settings.clusters:
         raise ConfigError("no EKS cluster given", "pass --cluster NAME (or set VELERO_IRSA_CLUSTER)")
-    if settings.oidc_issuer:
+    if settings.oidc_issuers:
+        if len(settings.oidc_issuers) != len(settings.clusters):
+            raise ConfigError(
+                f"{len(settings.clusters)} cluster(s) but {len(settings.oidc_issuers)} --oidc-issuer",
+                "give one --oidc-issuer per --cluster, in the same order, or none at all",
+            )
         account = settings.account_id or _caller_account(clients)
         partition = policy.partition_for_region(clients.region or "")
-        return [Cluster(settings.clusters[0], settings.oidc_issuer, account, partition)]
+        pairs = zip(settings.clusters, settings.oidc_issuers, strict=True)
+        return [Cluster(name, issuer, account, partition) for name, issuer in pairs]
     return [_describe(name, settings, clients) for name in settings.clusters]
 
 

@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "mode": "irsa",
     "output": "text",
 }
-_LISTS = ("cluster", "bucket", "kms-key-arn")
+_LISTS = ("cluster", "bucket", "kms-key-arn", "oidc-issuer")
 
 
 def envvar(key: str) -> str:
@@ -54,7 +54,7 @@ class Settings:
     role_arn: str | None = None
     role_path: str = "/"
     account_id: str | None = None
-    oidc_issuer: str | None = None
+    oidc_issuers: tuple[str, ...] = ()
     create: bool = True
     create_bucket: bool = False
     create_oidc_provider: bool = False
@@ -72,8 +72,18 @@ class Settings:
     def cluster(self) -> str | None:
         return self.clusters[0] if self.clusters else None
 
+    @property
+    def oidc_issuer(self) -> str | None:
+        return self.oidc_issuers[0] if self.oidc_issuers else None
 
-_FIELD_FOR_KEY = {"cluster": "clusters", "bucket": "buckets", "kms-key-arn": "kms_key_arns", "tag": "tags"}
+
+_FIELD_FOR_KEY = {
+    "cluster": "clusters",
+    "bucket": "buckets",
+    "kms-key-arn": "kms_key_arns",
+    "tag": "tags",
+    "oidc-issuer": "oidc_issuers",
+}
 
 
 def resolve(cli: dict[str, Any], config_path: str | None = None) -> Settings:
