@@ -16,6 +16,11 @@ from velero_irsa_postrender.velero import Bucket
 
 VERSION = "2012-10-17"
 AUDIENCE = "sts.amazonaws.com"
+# EKS Pod Identity: the agent assumes the role on the pod's behalf and tags the session with
+# the pod's cluster, namespace and ServiceAccount.
+POD_IDENTITY = "pod-identity"
+POD_IDENTITY_SERVICE = "pods.eks.amazonaws.com"
+POD_IDENTITY_ACTIONS = ("sts:AssumeRole", "sts:TagSession")
 ROLE_NAME_LIMIT = 64
 POLICY_NAME_LIMIT = 128
 
@@ -128,6 +133,28 @@ def admits(document: Any, provider_arn: str, issuer: str, namespace: str, servic
             continue
         equals = (statement.get("Condition") or {}).get("StringEquals") or {}
         if _as_list(equals.get(f"{host}:sub")) == [wanted_sub] and _as_list(equals.get(f"{host}:aud")) == [AUDIENCE]:
+            return True
+    return False
+
+
+def pod_identity_trust_policy() -> dict[str, Any]:
+    """The trust of a Pod Identity role: the EKS agent may assume it and tag the session."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Service": POD_IDENTITY_SERVICE},
+        "Action": list(POD_IDENTITY_ACTIONS),
+    }
+    return trust_policy([statement])
+
+
+def admits_pod_identity(document: Any) -> bool:
+    """True when some statement lets the EKS Pod Identity agent assume the role and tag the session."""
+    for statement in _statements(normalise(document)):
+        if statement.get("Effect") != "Allow" or statement.get("Condition"):
+            continue
+        if _as_list((statement.get("Principal") or {}).get("Service")) != [POD_IDENTITY_SERVICE]:
+            continue
+        if set(POD_IDENTITY_ACTIONS) <= set(_as_list(statement.get("Action"))):
             return True
     return False
 

@@ -63,6 +63,7 @@ class RoleRequest:
     adopt: bool = False
     dry_run: bool = False
     bucket_region: str | None = None
+    mode: str = "irsa"
 
     @property
     def partition(self) -> str:
@@ -84,7 +85,13 @@ class RoleRequest:
     def policy_arn(self) -> str:
         return policy.policy_arn(self.partition, self.account, self.policy_name, self.role_path)
 
+    @property
+    def pod_identity(self) -> bool:
+        return self.mode == policy.POD_IDENTITY
+
     def trust_policy(self) -> dict[str, Any]:
+        if self.pod_identity:
+            return policy.pod_identity_trust_policy()
         return policy.trust_policy(
             policy.trust_statement(c.provider_arn, c.issuer, self.namespace, self.service_account)
             for c in self.clusters
@@ -207,7 +214,13 @@ class Converger:
 
     def _use_foreign_role(self, role: dict[str, Any]) -> RoleResult:
         request = self.request
-        for cluster in request.clusters:
+        if request.pod_identity and not policy.admits_pod_identity(role["AssumeRolePolicyDocument"]):
+            raise AwsError(
+                f"role {request.role_name} exists, is not managed by velero-irsa, and its trust policy does not "
+                f"let {policy.POD_IDENTITY_SERVICE} call {' and '.join(policy.POD_IDENTITY_ACTIONS)}",
+                "pass --adopt to let velero-irsa take it over and fix it, or choose another --role-name",
+            )
+        for cluster in [] if request.pod_identity else request.clusters:
             if not policy.admits(
                 role["AssumeRolePolicyDocument"],
                 cluster.provider_arn,
@@ -229,7 +242,7 @@ class Converger:
 
     def _check_prerequisites(self) -> None:
         request = self.request
-        for cluster in request.clusters:
+        for cluster in [] if request.pod_identity else request.clusters:
             change = check_oidc_provider(cluster, self.clients, request.create_oidc_provider, request.dry_run)
             if change:
                 self.changes.append(Change("create", f"oidc-provider {cluster.provider_arn}"))
@@ -354,7 +367,7 @@ class Converger:
             "RoleName": request.role_name,
             "Path": request.role_path,
             "AssumeRolePolicyDocument": policy.render(request.trust_policy()),
-            "Description": f"Velero server {request.subject} (IRSA, managed by velero-irsa)",
+            "Description": f"Velero server {request.subject} ({request.mode}, managed by velero-irsa)",
             "Tags": request.tags(),
         }
         if request.permissions_boundary:
