@@ -26,6 +26,8 @@ _CANDIDATE_WORDS = (b"Deployment", b"ServiceAccount", b"BackupStorageLocation", 
 # Alias expansion is where YAML bombs live; real manifests use a handful of aliases at most.
 MAX_ALIASES = 100
 MAX_DEPTH = 100
+# Nodes that aliases may add once expanded: a hundred aliases of aliases still stand for billions.
+MAX_ALIAS_EXPANSION = 50_000
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -131,6 +133,44 @@ def _check_node(root: yaml.Node) -> None:
                 stack.append((value, depth + 1))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((child, depth + 1) for child in node.value)
+    if aliases:
+        _check_expansion(root, len(seen))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_expansion(root: yaml.Node, distinct: int) -> None:
+    """Refuse a document that aliases make recursive, too deep or too big once expanded.
+
+    The composed graph shares aliased nodes, so it stays small; the objects built from it share
+    them too, but anything that walks them (comparing, printing) walks the expanded tree.
+    """
+    done: dict[int, tuple[int, int]] = {}  # node → (expanded size, height)
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            sizes = [done[id(child)] for child in _children(node)]
+            done[key] = (1 + sum(s for s, _ in sizes), 1 + max((h for _, h in sizes), default=0))
+            if done[key][1] > MAX_DEPTH + 1:  # a height counts the root, a depth does not
+                raise yaml.YAMLError(f"nesting deeper than {MAX_DEPTH} levels once aliases are expanded")
+            continue
+        if key in done:
+            continue
+        if key in open_nodes:
+            raise yaml.YAMLError("an alias refers to a node that contains it (a recursive document)")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+    if done[id(root)][0] - distinct > MAX_ALIAS_EXPANSION:
+        raise yaml.YAMLError(f"aliases expand to more than {MAX_ALIAS_EXPANSION} extra nodes (a YAML bomb?)")
 
 
 def is_blank(document: Document) -> bool:
