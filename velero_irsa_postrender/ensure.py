@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from velero_irsa_postrender import policy
 from velero_irsa_postrender.errors import ConfigError
@@ -11,10 +12,17 @@ from velero_irsa_postrender.role import RoleResult
 from velero_irsa_postrender.settings import Settings, validate_role_arn
 from velero_irsa_postrender.velero import Bucket
 
+if TYPE_CHECKING:
+    from velero_irsa_postrender.aws import Clients
+    from velero_irsa_postrender.identity import Cluster
+    from velero_irsa_postrender.role import RoleRequest
+
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "velero"
 DEFAULT_SERVICE_ACCOUNT = "velero-server"
+# IAM's default quota for a role's trust policy, counted without whitespace; one statement per cluster.
+TRUST_POLICY_QUOTA = 2048
 
 
 @dataclass
@@ -57,27 +65,60 @@ def given_role(settings: Settings, target: Target) -> RoleResult:
 def ensure_role(settings: Settings, target: Target) -> RoleResult:
     """Resolve the role: as given (``--role-arn``), or found / created / converged in IAM."""
     if settings.role_arn:
+        if settings.mode == policy.POD_IDENTITY:
+            log.info("--role-arn calls no AWS API: the pod identity association is left to you (see doctor)")
         return given_role(settings, target)
     if not settings.clusters:
         raise ConfigError(
             "no EKS cluster given, and no --role-arn", "pass --cluster NAME (or VELERO_IRSA_CLUSTER), or --role-arn ARN"
         )
 
-    from velero_irsa_postrender.aws import Clients
     from velero_irsa_postrender.identity import resolve_clusters
-    from velero_irsa_postrender.role import Converger, RoleRequest
+    from velero_irsa_postrender.role import Converger
 
     buckets = choose_buckets(settings, target.buckets)
+    clients = clients_for(settings, buckets)
+    clusters = resolve_clusters(settings, clients)
+    request = role_request(settings, target, clusters, buckets)
+    log.debug("role %s for %s, buckets %s", request.role_name, request.subject, ", ".join(b.name for b in buckets))
+    warn_if_trust_too_long(request)
+    result = Converger(request, clients).run()
+    validate_role_arn(result.role_arn)
+    if request.pod_identity:
+        from velero_irsa_postrender import podidentity
+
+        result.changes += podidentity.converge(
+            clients,
+            [cluster.name for cluster in clusters],
+            target.namespace,
+            target.service_account,
+            result.role_arn,
+            create=settings.create,
+            adopt=settings.adopt,
+            dry_run=settings.dry_run,
+        )
+    return result
+
+
+def clients_for(settings: Settings, buckets: list[Bucket]) -> Clients:
+    """The AWS clients; with no region configured, the backup bucket's region."""
+    from velero_irsa_postrender.aws import Clients
+
     clients = Clients(settings.region, settings.profile)
     if clients.region is None:
         fallback = next((b.region for b in buckets if b.region), None)
         if fallback:
             log.info("no AWS region configured; using the backup bucket's region %s", fallback)
             clients = Clients(fallback, settings.profile)
+    return clients
 
-    clusters = resolve_clusters(settings, clients)
+
+def role_request(settings: Settings, target: Target, clusters: list[Cluster], buckets: list[Bucket]) -> RoleRequest:
+    """The wanted role, policy and trust for this target, from the settings."""
+    from velero_irsa_postrender.role import RoleRequest
+
     name = settings.role_name or policy.role_name(clusters[0].name, target.namespace)
-    request = RoleRequest(
+    return RoleRequest(
         clusters=clusters,
         namespace=target.namespace,
         service_account=target.service_account,
@@ -94,8 +135,33 @@ def ensure_role(settings: Settings, target: Target) -> RoleResult:
         create_oidc_provider=settings.create_oidc_provider,
         adopt=settings.adopt,
         dry_run=settings.dry_run,
+        mode=settings.mode,
     )
-    log.debug("role %s for %s, buckets %s", name, request.subject, ", ".join(b.name for b in buckets))
-    result = Converger(request, clients).run()
-    validate_role_arn(result.role_arn)
-    return result
+
+
+def warn_if_trust_too_long(request: RoleRequest) -> None:
+    """IAM refuses a trust policy over its quota; say so before the write, and how to raise it."""
+    size = len(policy.render(request.trust_policy()))
+    if size <= TRUST_POLICY_QUOTA * 0.8:
+        return
+    how = (
+        "ask for a higher 'Role trust policy length' quota for IAM in Service Quotas (up to 8,192), "
+        "or split the clusters over several roles with --role-name"
+    )
+    if size > TRUST_POLICY_QUOTA:
+        log.warning(
+            "the trust policy of role %s is %d characters, over IAM's default quota of %d; IAM refuses it "
+            "unless the quota of this account was raised: %s",
+            request.role_name,
+            size,
+            TRUST_POLICY_QUOTA,
+            how,
+        )
+    else:
+        log.warning(
+            "the trust policy of role %s is %d of IAM's default %d characters; a few more clusters will not fit: %s",
+            request.role_name,
+            size,
+            TRUST_POLICY_QUOTA,
+            how,
+        )

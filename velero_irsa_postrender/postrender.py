@@ -8,6 +8,7 @@ from velero_irsa_postrender import stream
 from velero_irsa_postrender.ensure import Target, ensure_role
 from velero_irsa_postrender.errors import ConfigError, ManifestError
 from velero_irsa_postrender.inject import ROLE_ARN_ANNOTATION, current_annotation, set_annotation
+from velero_irsa_postrender.policy import POD_IDENTITY
 from velero_irsa_postrender.role import RoleResult
 from velero_irsa_postrender.settings import Settings
 from velero_irsa_postrender.velero import VeleroServer, attach_service_account, find_buckets, find_server
@@ -56,13 +57,26 @@ def post_render(manifests: bytes, settings: Settings) -> tuple[bytes, RoleResult
     """The new stream (only the server ServiceAccount changed) and the role behind it."""
     documents, server, target = locate(manifests, settings)
     result = ensure_role(settings, target)
-    return annotate(documents, server, result.role_arn), result
+    # With EKS Pod Identity an association carries the role; an annotation would switch IRSA back on.
+    role_arn = None if settings.mode == POD_IDENTITY else result.role_arn
+    return annotate(documents, server, role_arn), result
 
 
-def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: str) -> bytes:
+def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: str | None) -> bytes:
+    """Put ``role_arn`` on the server ServiceAccount; None takes a role-arn annotation off."""
     document, body = server.service_account_document, server.service_account_object
     assert document is not None and body is not None  # attach_service_account guarantees both
     current = current_annotation(body)
+    if role_arn is None and current is not None:
+        log.warning(
+            "removing the stale %s %s from ServiceAccount %s/%s: with pod identity an EKS association gives the role",
+            ROLE_ARN_ANNOTATION,
+            current,
+            server.namespace,
+            server.service_account,
+        )
+        replacement = set_annotation(document, body, None)
+        return b"".join(replacement if d is document else d.raw for d in documents)
     if current == role_arn:
         log.debug("ServiceAccount %s already carries %s", server.service_account, role_arn)
         return b"".join(d.raw for d in documents)
