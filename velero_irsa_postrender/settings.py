@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from velero_irsa_postrender.errors import ConfigError
+from velero_irsa_postrender.stream import load_text
 
 CONFIG_ENV = "VELERO_IRSA_CONFIG"
 ENV_PREFIX = "VELERO_IRSA_"
@@ -113,16 +114,22 @@ def _given(value: Any) -> bool:
 
 def load_config(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as error:
         raise ConfigError(
             f"cannot read config file {path} ({error.strerror})", f"check the path given with --config or {CONFIG_ENV}"
         ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start})", "save it as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        # The manifests' loader: its alias and nesting limits keep a YAML bomb in a config file small too.
+        documents = load_text(text)
     except yaml.YAMLError as error:
         reason = " ".join(str(error).split())
         raise ConfigError(f"config file {path} is not valid YAML ({reason})", "fix its syntax") from None
+    if len(documents) > 1:
+        raise ConfigError(f"config file {path} holds {len(documents)} YAML documents", "keep one mapping of settings")
+    data = documents[0] if documents else None
     if data is None:
         return {}
     validate(data, f"config file {path}")

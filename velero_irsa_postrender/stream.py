@@ -99,6 +99,14 @@ def load(raw: bytes, where: str) -> list[Any]:
         raise ManifestError(f"{where} nests too deeply", "real manifests nest a few levels") from None
 
 
+def load_text(text: str) -> list[Any]:
+    """Every document of a YAML text under the same alias and nesting limits; raises yaml.YAMLError."""
+    try:
+        return _compose_all(text)
+    except RecursionError:
+        raise yaml.YAMLError(f"nesting deeper than {MAX_DEPTH} levels") from None
+
+
 def _compose_all(text: str) -> list[Any]:
     loader = _Loader(text)
     try:
