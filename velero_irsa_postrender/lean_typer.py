@@ -1,0 +1,66 @@
+"""Keep typer from importing pydantic when no option needs it: the post-render hot path.
+
+typer (0.29) coerces each option through a pydantic TypeAdapter, and builds that adapter for every
+option of a command whether it was given or not. For ``--post-renderer velero-irsa
+--post-renderer-args=--role-arn=…``, which Helm runs on every render, that is about 50 ms of
+pydantic import and schema building: more than all of our own work. An option that was not given
+has nothing to coerce, and a string option given a string is already what typer would return, so
+those two cases are answered here; anything else is still handed to typer's own coercion.
+
+If a typer release renames the attributes this relies on, the options are left untouched: only
+speed is lost (tests/test_bench.py notices, because it checks that pydantic stays unloaded).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer.core
+
+# TODO(typer builds a pydantic adapter per option, given or not): drop this module once typer
+# builds them lazily for the values it is actually handed.
+
+
+class _Lazy:
+    """typer's coercion, with the adapter built only for a value that really needs it."""
+
+    def __init__(self, param: Any) -> None:
+        self._param = param
+        self._real: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        many = param.multiple or param.nargs == -1
+        if value is None:
+            return () if many else None
+        descriptor = param.type_descriptor
+        plain = descriptor.parameter_info.parser is None and descriptor.file_annotation is None
+        if plain and descriptor.annotation is str and isinstance(value, str):
+            return value
+        strings = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+        if plain and descriptor.annotation == list[str] and strings:
+            return list(value)
+        if self._real is None:
+            from typer._coercion import build_runtime_param
+
+            self._real = build_runtime_param(descriptor)
+        return self._real.coerce(value, param=param, ctx=ctx)
+
+
+def _make_lazy(command: Any, ctx: Any) -> None:
+    # get_params adds the help option, which typer creates (and would coerce) on first use.
+    for param in command.get_params(ctx) if command is not None else ():
+        if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+            param._runtime_param = _Lazy(param)
+
+
+class LeanGroup(typer.core.TyperGroup):
+    """A TyperGroup whose own options and whose commands' options coerce lazily."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _make_lazy(self, ctx)
+        return super().parse_args(ctx, args)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        _make_lazy(command, ctx)
+        return command
