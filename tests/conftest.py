@@ -86,6 +86,24 @@ def offline_env(tmp_path):
     return environment
 
 
+@pytest.fixture(scope="session")
+def eks_stub(moto_server):
+    """The EKS Pod Identity calls moto lacks, served on 127.0.0.1 (see tests/eks_stub.py)."""
+    from eks_stub import EksStub
+
+    stub = EksStub(moto_server)
+    stub.start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def stub_env(env, eks_stub):
+    """``env`` with EKS (and IAM) aimed at the stub, which passes what it does not serve to moto."""
+    eks_stub.reset()
+    return {**env, "AWS_ENDPOINT_URL_EKS": eks_stub.endpoint, "AWS_ENDPOINT_URL_IAM": eks_stub.endpoint}
+
+
 @dataclass
 class Aws:
     """boto3 clients on the moto server, for arranging and reading back state."""
