@@ -79,8 +79,11 @@ def _objects(documents: list[Document]):
             yield document, body
 
 
-def find_server(documents: list[Document]) -> VeleroServer:
-    """The single Velero server Deployment and its ServiceAccount document, or a clear error."""
+def find_server(documents: list[Document], allow_static_credentials: bool = False) -> VeleroServer:
+    """The single Velero server Deployment and its ServiceAccount document, or a clear error.
+
+    ``allow_static_credentials`` lets a caller that only reports (doctor) see such a server too.
+    """
     servers = [
         body
         for _, body in _objects(documents)
@@ -102,7 +105,8 @@ def find_server(documents: list[Document]) -> VeleroServer:
     namespace = _get(deployment, "metadata", "namespace")
     account = pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"
     server = VeleroServer(deployment, str(namespace) if namespace else None, str(account))
-    _check_no_static_credentials(server)
+    if not allow_static_credentials:
+        _check_no_static_credentials(server)
     return server
 
 
@@ -124,14 +128,19 @@ def attach_service_account(server: VeleroServer, documents: list[Document]) -> N
     )
 
 
-def _check_no_static_credentials(server: VeleroServer) -> None:
-    """The AWS plugin prefers a mounted credentials file over IRSA, so one must not be there."""
+def uses_static_credentials(server: VeleroServer) -> bool:
+    """True when the server mounts a credentials file (``credentials.useSecret=true``)."""
     container = _server_container(server.deployment) or {}
     env = container.get("env") if isinstance(container.get("env"), list) else []
     env_names = {str(item.get("name")) for item in env if isinstance(item, dict)}
     volumes = _pod_spec(server.deployment).get("volumes")
     volume_names = {str(v.get("name")) for v in volumes if isinstance(v, dict)} if isinstance(volumes, list) else set()
-    if CREDENTIALS_ENV in env_names or CREDENTIALS_VOLUME in volume_names:
+    return CREDENTIALS_ENV in env_names or CREDENTIALS_VOLUME in volume_names
+
+
+def _check_no_static_credentials(server: VeleroServer) -> None:
+    """The AWS plugin prefers a mounted credentials file over IRSA, so one must not be there."""
+    if uses_static_credentials(server):
         raise ManifestError(
             f"the Velero server mounts static AWS credentials ({CREDENTIALS_ENV} / {CREDENTIALS_VOLUME} "
             "volume), which the AWS plugin uses instead of IRSA",
