@@ -17,6 +17,7 @@ from velero_irsa_postrender.errors import AwsError
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+RETRY_MODES = ("standard", "adaptive")
 # Read calls a run may make; everything else counts as a write (dry runs make none).
 READ_PREFIXES = ("Get", "List", "Describe", "Head")
 
@@ -51,7 +52,7 @@ class Clients:
             from botocore.config import Config
 
             config = Config(
-                retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+                retries=retry_settings(),
                 connect_timeout=10,
                 read_timeout=30,
                 user_agent_extra="velero-irsa",
@@ -85,6 +86,23 @@ class Clients:
         return self.client("sts")
 
 
+def retry_settings() -> dict[str, Any]:
+    """botocore's ``standard`` retries (or ``adaptive``), 8 attempts; AWS_RETRY_MODE / AWS_MAX_ATTEMPTS tune them.
+
+    The explicit Config would otherwise hide the SDK's own variables, which users expect to work.
+    """
+    mode = os.environ.get("AWS_RETRY_MODE", "").strip().lower() or "standard"
+    if mode not in RETRY_MODES:
+        log.warning("AWS_RETRY_MODE=%s is not one of %s; using standard", mode, ", ".join(RETRY_MODES))
+        mode = "standard"
+    text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not text:
+        return {"mode": mode, "max_attempts": MAX_ATTEMPTS}
+    if not text.isdigit() or not 1 <= int(text) <= 50:
+        raise AwsError(f"AWS_MAX_ATTEMPTS={text} is not a number from 1 to 50", "unset it or fix it")
+    return {"mode": mode, "max_attempts": int(text)}
+
+
 def error_code(error: BaseException) -> str:
     response = getattr(error, "response", None) or {}
     return str((response.get("Error") or {}).get("Code") or "")
@@ -97,6 +115,13 @@ def is_code(error: BaseException, *codes: str) -> bool:
 def is_write(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
 
+
+def http_status(error: BaseException) -> int:
+    response = getattr(error, "response", None) or {}
+    return int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+
+
+_THROTTLED = ("Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "SlowDown")
 
 _DENIED = (
     "AccessDenied",
@@ -126,9 +151,14 @@ def translated(doing: str, action: str = "") -> Iterator[None]:
                 f"AWS refused to {doing}{denied}: {code}: {message}",
                 f"grant the caller {action or 'the permission'} or use a profile that has it (AWS_PROFILE / --profile)",
             ) from None
-        if code in ("Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"):
+        if code in _THROTTLED:
             raise AwsError(
                 f"AWS kept throttling while trying to {doing} ({code})", "retry later; the run is safe to repeat"
+            ) from None
+        if http_status(error) >= 500:
+            raise AwsError(
+                f"AWS kept failing while trying to {doing} (HTTP {http_status(error)} {code})",
+                "retry later; the run is safe to repeat",
             ) from None
         raise
     except bx.NoCredentialsError:
@@ -152,4 +182,25 @@ def translated(doing: str, action: str = "") -> Iterator[None]:
     except bx.TokenRetrievalError as error:
         raise AwsError(
             f"AWS credentials could not be refreshed to {doing} ({error})", "log in again, e.g. `aws sso login`"
+        ) from None
+    except (bx.HTTPClientError, bx.ConnectionError) as error:
+        raise AwsError(
+            f"the connection to AWS failed while trying to {doing} ({type(error).__name__})",
+            "retry; the run is safe to repeat",
+        ) from None
+
+
+@contextmanager
+def explained(doing: str) -> Iterator[None]:
+    """The last net: an AWS error code that no caller branched on still becomes one readable line."""
+    from botocore import exceptions as bx
+
+    try:
+        yield
+    except bx.ClientError as error:
+        code = error_code(error) or "error"
+        message = " ".join(str((error.response.get("Error") or {}).get("Message") or "").split())[:300]
+        raise AwsError(
+            f"AWS answered {code} to {error.operation_name} while trying to {doing}: {message}",
+            "fix what the message names and run again; the run is safe to repeat",
         ) from None

@@ -81,8 +81,7 @@ def check_oidc_provider(cluster: Cluster, clients: Clients, create: bool, dry_ru
                 "or pass --create-oidc-provider",
             ) from None
         if not dry_run:
-            with translated("create the IAM OIDC provider", "iam:CreateOpenIDConnectProvider"):
-                clients.iam.create_open_id_connect_provider(Url=cluster.issuer, ClientIDList=[policy.AUDIENCE])
+            _create_oidc_provider(cluster, clients)
         return f"create IAM OIDC provider {arn}"
     if policy.AUDIENCE not in provider.get("ClientIDList", []):
         log.warning(
@@ -92,3 +91,16 @@ def check_oidc_provider(cluster: Cluster, clients: Clients, create: bool, dry_ru
             policy.AUDIENCE,
         )
     return None
+
+
+def _create_oidc_provider(cluster: Cluster, clients: Clients) -> None:
+    from velero_irsa_postrender.role import CLUSTER_TAG, MANAGED_BY
+
+    tags = [{"Key": MANAGED_BY[0], "Value": MANAGED_BY[1]}, {"Key": CLUSTER_TAG, "Value": cluster.name}]
+    try:
+        with translated("create the IAM OIDC provider", "iam:CreateOpenIDConnectProvider"):
+            clients.iam.create_open_id_connect_provider(Url=cluster.issuer, ClientIDList=[policy.AUDIENCE], Tags=tags)
+    except Exception as error:
+        if not is_code(error, "EntityAlreadyExists"):
+            raise
+        log.info("the IAM OIDC provider for cluster %s was created meanwhile (a concurrent run?)", cluster.name)

@@ -7,6 +7,7 @@ without our ownership tag are only ever read, unless the user passes ``--adopt``
 
 from __future__ import annotations
 
+import difflib
 import logging
 import random
 import time
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from velero_irsa_postrender import policy
-from velero_irsa_postrender.aws import Clients, is_code, translated
+from velero_irsa_postrender.aws import Clients, explained, is_code, translated
 from velero_irsa_postrender.errors import AwsError
 from velero_irsa_postrender.identity import Cluster, check_oidc_provider
 from velero_irsa_postrender.velero import Bucket
@@ -27,6 +28,8 @@ CLUSTER_TAG = "velero-irsa/cluster"
 SERVICE_ACCOUNT_TAG = "velero-irsa/service-account"
 MAX_POLICY_VERSIONS = 5
 CONSISTENCY_ATTEMPTS = 8
+# Concurrent runs may fill the policy's version slots between our delete and our create.
+VERSION_ATTEMPTS = 3
 
 
 @dataclass
@@ -40,6 +43,21 @@ class Change:
 
     def describe(self) -> str:
         return f"{self.action} {self.target}"
+
+    def diff(self) -> list[str]:
+        """A unified diff from ``before`` to ``after`` (documents pretty-printed), for the plan."""
+        if self.before is None and self.after is None:
+            return []
+        before, after = _lines(self.before), _lines(self.after)
+        return list(difflib.unified_diff(before, after, "before", "after", n=2, lineterm=""))
+
+
+def _lines(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (dict, list)):
+        return policy.pretty(value).splitlines()
+    return [str(value)]
 
 
 @dataclass
@@ -130,6 +148,12 @@ def owned(tags: list[dict[str, str]] | None) -> bool:
     return any(t.get("Key") == MANAGED_BY[0] and t.get("Value") == MANAGED_BY[1] for t in tags or [])
 
 
+def tags_differ(have: list[dict[str, str]] | None, wanted: list[dict[str, str]]) -> bool:
+    """True when a wanted tag is missing or has another value (tags added by hand do not count)."""
+    current = {t.get("Key"): t.get("Value") for t in have or []}
+    return any(current.get(t["Key"]) != t["Value"] for t in wanted)
+
+
 class Converger:
     """Brings one role and its policy to the wanted state; every write is recorded as a Change."""
 
@@ -141,6 +165,10 @@ class Converger:
     # -- the pass ----------------------------------------------------------------------------
 
     def run(self) -> RoleResult:
+        with explained(f"converge role {self.request.role_name}"):
+            return self._run()
+
+    def _run(self) -> RoleResult:
         request = self.request
         role = self._get_role()
         if role is not None and not owned(role.get("Tags")) and not request.adopt:
@@ -176,6 +204,8 @@ class Converger:
         if not policy.same_document(role["AssumeRolePolicyDocument"], request.trust_policy()):
             return True
         if not policy.same_document(policy_state["Document"], request.permission_policy()):
+            return True
+        if owned(policy_state.get("Tags")) and tags_differ(policy_state.get("Tags"), request.tags()):
             return True
         return request.policy_arn not in attached or self._role_settings_drift(role)
 
@@ -296,6 +326,8 @@ class Converger:
         if policy.same_document(state["Document"], wanted):
             if not mine and request.adopt:
                 self._write(Change("adopt", f"policy {request.policy_arn}"), self._tag_policy)
+            elif mine and tags_differ(state.get("Tags"), request.tags()):
+                self._write(Change("update", f"tags of policy {request.policy_arn}"), self._tag_policy)
             return
         if not mine and not request.adopt:
             raise AwsError(
@@ -325,6 +357,10 @@ class Converger:
             log.info("policy %s was created by a concurrent run; converging it", request.policy_name)
             self.changes.pop()
             state = self._eventually(self._get_policy, until_found=True)
+            if state is None:
+                raise AwsError(
+                    f"IAM says policy {request.policy_arn} exists but cannot read it back", "run again in a minute"
+                ) from None
             self._converge_policy(state)
 
     def _tag_policy(self) -> None:
@@ -333,16 +369,33 @@ class Converger:
 
     def _new_policy_version(self) -> None:
         arn = self.request.policy_arn
+        for attempt in range(1, VERSION_ATTEMPTS + 1):
+            self._make_room_for_a_version(arn)
+            try:
+                with translated(f"update policy {arn}", "iam:CreatePolicyVersion"):
+                    self.iam.create_policy_version(
+                        PolicyArn=arn, PolicyDocument=policy.render(self.request.permission_policy()), SetAsDefault=True
+                    )
+                return
+            except Exception as error:
+                if not is_code(error, "LimitExceeded") or attempt == VERSION_ATTEMPTS:
+                    raise
+                log.info("policy %s gained a version meanwhile (a concurrent run?); making room again", arn)
+
+    def _make_room_for_a_version(self, arn: str) -> None:
+        """IAM keeps at most five versions: delete the oldest one that is not the default."""
         with translated(f"list versions of policy {arn}", "iam:ListPolicyVersions"):
             versions = self.iam.list_policy_versions(PolicyArn=arn)["Versions"]
-        spare = sorted((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])
-        if len(versions) >= MAX_POLICY_VERSIONS and spare:
+        spare = sorted((v for v in versions if not v["IsDefaultVersion"]), key=_age)
+        if len(versions) < MAX_POLICY_VERSIONS or not spare:
+            return
+        try:
             with translated(f"delete an old version of policy {arn}", "iam:DeletePolicyVersion"):
                 self.iam.delete_policy_version(PolicyArn=arn, VersionId=spare[0]["VersionId"])
-        with translated(f"update policy {arn}", "iam:CreatePolicyVersion"):
-            self.iam.create_policy_version(
-                PolicyArn=arn, PolicyDocument=policy.render(self.request.permission_policy()), SetAsDefault=True
-            )
+        except Exception as error:
+            if not is_code(error, "NoSuchEntity"):
+                raise
+            log.debug("version %s of policy %s was already deleted (a concurrent run?)", spare[0]["VersionId"], arn)
 
     # -- the role ----------------------------------------------------------------------------
 
@@ -409,8 +462,7 @@ class Converger:
         duration = request.max_session_duration
         if duration and role.get("MaxSessionDuration") != duration:
             return True
-        have = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
-        return any(have.get(t["Key"]) != t["Value"] for t in request.tags())
+        return tags_differ(role.get("Tags"), request.tags())
 
     def _converge_role_settings(self, role: dict[str, Any]) -> None:
         request, name = self.request, self.request.role_name
@@ -426,8 +478,7 @@ class Converger:
                 Change("update", f"max session duration of role {name}", role.get("MaxSessionDuration"), duration),
                 self._update_duration,
             )
-        have = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
-        if owned(role.get("Tags")) and any(have.get(t["Key"]) != t["Value"] for t in request.tags()):
+        if owned(role.get("Tags")) and tags_differ(role.get("Tags"), request.tags()):
             self._write(Change("update", f"tags of role {name}"), self._tag_role)
 
     def _put_boundary(self) -> None:
@@ -468,8 +519,12 @@ class Converger:
         self.changes.append(change)
         if self.request.dry_run:
             log.info("would %s", change.describe())
+            for line in change.diff():
+                log.info("    %s", line)
             return
         log.info("%s", change.describe()[0].upper() + change.describe()[1:])
+        for line in change.diff():
+            log.debug("    %s", line)
         apply()
 
     def _eventually(self, call: Callable[[], Any], until_found: bool = False) -> Any:
@@ -491,3 +546,9 @@ class Converger:
             log.debug("IAM has not caught up yet; retrying in %.1fs", delay)
             self._sleep(delay)
         return None
+
+
+def _age(version: dict[str, Any]) -> tuple[Any, int]:
+    """Oldest first; IAM's dates have one-second steps, so the version number breaks ties."""
+    number = str(version.get("VersionId", "")).lstrip("v")
+    return version.get("CreateDate"), int(number) if number.isdigit() else 0
