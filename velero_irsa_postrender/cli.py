@@ -322,7 +322,10 @@ def with_role_options(command: Callable[..., Any]) -> Callable[..., Any]:
         verbose, config = values.pop("verbose"), values.pop("config")
         logs.configure(logs.debug_requested(verbose))
         with boundary(verbose):
-            settings = resolve(_cli_values(values, kwargs.get("output")), config)
+            cli = _cli_values(values, kwargs.get("output"))
+            cli.update(getattr(command, "settings_from_arguments", dict)(kwargs))
+            settings = resolve(cli, config)
+            logs.use_log_file(settings.log_file)
             return command(settings=settings, **kwargs)
 
     wrapper.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
@@ -448,6 +451,47 @@ def values_command(settings: Settings) -> None:
 
         velero-irsa values --cluster prod-eu > irsa-values.yaml
         helm upgrade --install velero vmware-tanzu/velero -n velero -f irsa-values.yaml
+    """
+    from velero_irsa_postrender.ensure import ensure_role, target_from_settings
+    from velero_irsa_postrender.values import values_yaml
+
+    result = ensure_role(settings, target_from_settings(settings, os.environ.get("HELM_NAMESPACE")))
+    sys.stdout.write(values_yaml(result.role_arn, settings))
+
+
+def _settings_from(extract: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+    """Let a command's own arguments supply settings that beat flags and variables (the download URL)."""
+
+    def mark(command: Callable[..., Any]) -> Callable[..., Any]:
+        command.settings_from_arguments = extract  # type: ignore[attr-defined]
+        return command
+
+    return mark
+
+
+def _url_settings(arguments: dict[str, Any]) -> dict[str, Any]:
+    from velero_irsa_postrender.downloader import url_settings
+
+    return url_settings(arguments["url"])
+
+
+@app.command("download", hidden=True)
+@with_role_options
+@_settings_from(_url_settings)
+def download_command(
+    settings: Settings,
+    cert_file: Annotated[str, typer.Argument(help="Certificate file Helm passes (unused).")],
+    key_file: Annotated[str, typer.Argument(help="Key file Helm passes (unused).")],
+    ca_file: Annotated[str, typer.Argument(help="CA file Helm passes (unused).")],
+    url: Annotated[str, typer.Argument(help="velero-irsa://<cluster>/<namespace>[/<service-account>]?<key>=<value>")],
+) -> None:
+    """Helm's downloader and getter plugins call this for -f 'velero-irsa://…': print the values file.
+
+    The URL's settings (its query keys are the config-file keys) beat flags and VELERO_IRSA_* variables.
+
+    Example:
+
+        helm install velero vmware-tanzu/velero -n velero -f 'velero-irsa://prod-eu/velero?bucket=velero-prod-eu'
     """
     from velero_irsa_postrender.ensure import ensure_role, target_from_settings
     from velero_irsa_postrender.values import values_yaml

@@ -4,10 +4,16 @@ import logging
 import os
 import re
 import sys
+import time
+from pathlib import Path
 from typing import ClassVar
 
 PREFIX = "velero-irsa"
 logger = logging.getLogger("velero_irsa_postrender")
+
+LOG_FILE_ENV = "VELERO_IRSA_LOG_FILE"
+# Helm 4 runs this plugin as a post-renderer and throws its stderr away when it fails.
+_STDERR_HIDDEN_IN_PLUGINS = ("velero-irsa-postrenderer",)
 
 # Secrets that must never reach a log line, even in debug output from botocore: the value after
 # any of these names is replaced, whatever quoting or separator surrounds it.
@@ -42,15 +48,74 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
+def error_log_path(configured: str | None = None) -> Path:
+    """VELERO_IRSA_LOG_FILE, else the log-file setting, else $XDG_STATE_HOME/velero-irsa/error.log."""
+    chosen = os.environ.get(LOG_FILE_ENV) or configured
+    if chosen:
+        return Path(chosen).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "velero-irsa" / "error.log"
+
+
+def stderr_hidden() -> bool:
+    return os.environ.get("HELM_PLUGIN_NAME", "") in _STDERR_HIDDEN_IN_PLUGINS
+
+
+class _ErrorCopy(logging.Handler):
+    """Copies each error line to the terminal and the error log when Helm hides our stderr.
+
+    The error log is also written whenever a path is configured, so scripts can collect it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.configured: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        if stderr_hidden():
+            _write_terminal(line)
+        if stderr_hidden() or self.configured or os.environ.get(LOG_FILE_ENV):
+            _append(error_log_path(self.configured), f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {line}")
+
+
+def _write_terminal(line: str) -> None:
+    try:
+        with open("/dev/tty", "w", encoding="utf-8") as terminal:
+            terminal.write(line + "\n")
+    except OSError:  # no controlling terminal (CI, a pipe): the error log still has the line
+        pass
+
+
+def _append(path: Path, line: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as log_file:
+            log_file.write(line + "\n")
+    except OSError as error:
+        sys.stderr.write(f"{PREFIX}: warning: cannot write {path} ({error.strerror})\n")
+
+
+_error_copy = _ErrorCopy()
+
+
+def use_log_file(configured: str | None) -> None:
+    """The log-file setting, known once settings are resolved (VELERO_IRSA_LOG_FILE still wins)."""
+    _error_copy.configured = configured
+
+
 def configure(debug: bool) -> None:
     """Route our logs and the AWS libraries' warnings to stderr with the plugin prefix."""
     handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     handler.addFilter(_Redacting())
+    _error_copy.setFormatter(_Formatter())
+    _error_copy.filters[:] = [_Redacting()]
+    _error_copy.configured = None
     for name in ("velero_irsa_postrender", "botocore", "boto3", "urllib3"):
         target = logging.getLogger(name)
         target.handlers[:] = [handler]
         target.propagate = False
+    logger.addHandler(_error_copy)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     # botocore's own debug output dumps whole requests; our debug log names each API call instead.
     for name in ("botocore", "boto3", "urllib3"):
