@@ -1,6 +1,6 @@
 #!/bin/sh
 # Set up a development checkout: a virtual environment in .venv with the package (editable) and
-# the test tools, and the real Helm 3 and Helm 4 binaries in the cache. Safe to re-run.
+# the test tools, and the real Helm 3 and Helm 4 binaries and Helmfile 0.166 in the cache. Safe to re-run.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -9,3 +9,4 @@ python="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 'ruff==0.17.6'
 sh .ci/get-helm.sh
+PYTHON=.venv/bin/python sh .ci/get-helmfile.sh
