@@ -408,7 +408,8 @@ def post_render_command(settings: Settings) -> None:
 
     manifests = sys.stdin.buffer.read()
     rendered, _ = post_render(manifests, settings)
-    sys.stdout.buffer.write(rendered)
+    for piece in rendered:  # views of the input: a large render is written without a copy
+        sys.stdout.buffer.write(piece)
     sys.stdout.buffer.flush()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from velero_irsa_postrender import stream
 from velero_irsa_postrender.ensure import Target, ensure_role
@@ -21,9 +23,13 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
     documents = stream.split(manifests)
     if all(stream.is_blank(document) for document in documents):
         raise ManifestError("the manifest stream is empty", "check that the chart renders anything at all")
-    stream.parse_candidates(documents)
+    # Parse only what can matter: Deployments that may run `velero server`, BackupStorageLocations,
+    # and, once the server names it, its ServiceAccount (see stream.Document.may_hold).
+    stream.parse_candidates(documents, [b"Deployment"], also=[b"server"])
+    stream.parse_candidates(documents, [b"BackupStorageLocation"])
 
-    server = find_server(documents)
+    with _broken_yaml_explains(documents):
+        server = find_server(documents)
     if server.namespace is None:
         if not settings.namespace:
             raise ManifestError(
@@ -32,9 +38,21 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
             )
         server.namespace = settings.namespace
     _check_agrees(settings, server)
-    attach_service_account(server, documents)
+    stream.parse_candidates(documents, [b"ServiceAccount"], also=[server.service_account.encode()])
+    with _broken_yaml_explains(documents):
+        attach_service_account(server, documents)
     target = Target(server.namespace, server.service_account, find_buckets(documents))
     return documents, server, target
+
+
+@contextmanager
+def _broken_yaml_explains(documents: list[stream.Document]) -> Iterator[None]:
+    """On a manifest error, parse what was skipped first: a broken document is the better explanation."""
+    try:
+        yield
+    except ManifestError:
+        stream.parse_candidates(documents)
+        raise
 
 
 def _check_agrees(settings: Settings, server: VeleroServer) -> None:
@@ -53,8 +71,12 @@ def _check_agrees(settings: Settings, server: VeleroServer) -> None:
         )
 
 
-def post_render(manifests: bytes, settings: Settings) -> tuple[bytes, RoleResult]:
-    """The new stream (only the server ServiceAccount changed) and the role behind it."""
+def post_render(manifests: bytes, settings: Settings) -> tuple[list[bytes | memoryview], RoleResult]:
+    """The new stream (only the server ServiceAccount changed) and the role behind it.
+
+    The stream comes back as a few pieces that are views of ``manifests`` (write them in order),
+    so a large render is never copied.
+    """
     documents, server, target = locate(manifests, settings)
     result = ensure_role(settings, target)
     # With EKS Pod Identity an association carries the role; an annotation would switch IRSA back on.
@@ -62,7 +84,7 @@ def post_render(manifests: bytes, settings: Settings) -> tuple[bytes, RoleResult
     return annotate(documents, server, role_arn), result
 
 
-def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: str | None) -> bytes:
+def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: str | None) -> list[bytes | memoryview]:
     """Put ``role_arn`` on the server ServiceAccount; None takes a role-arn annotation off."""
     document, body = server.service_account_document, server.service_account_object
     assert document is not None and body is not None  # attach_service_account guarantees both
@@ -76,10 +98,10 @@ def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: s
             server.service_account,
         )
         replacement = set_annotation(document, body, None)
-        return b"".join(replacement if d is document else d.raw for d in documents)
+        return stream.pieces(documents, document, replacement)
     if current == role_arn:
         log.debug("ServiceAccount %s already carries %s", server.service_account, role_arn)
-        return b"".join(d.raw for d in documents)
+        return stream.pieces(documents)
     if current:
         log.warning(
             "replacing %s %s on ServiceAccount %s/%s with %s",
@@ -91,4 +113,4 @@ def annotate(documents: list[stream.Document], server: VeleroServer, role_arn: s
         )
     replacement = set_annotation(document, body, role_arn)
     log.info("annotated ServiceAccount %s/%s with %s", server.namespace, server.service_account, role_arn)
-    return b"".join(replacement if d is document else d.raw for d in documents)
+    return stream.pieces(documents, document, replacement)

@@ -1,15 +1,20 @@
 """Split a manifest stream into documents without changing a byte, and parse only candidates.
 
 Helm hands a post-renderer one YAML stream. Everything we do not change must come back byte
-for byte, so the stream is cut at document markers (a line starting with ``---``) into raw
-chunks, and only chunks that can be one of the kinds we look for are parsed at all.
+for byte, so the stream is cut at document markers (a line starting with ``---``) into chunks,
+and only chunks that can be one of the kinds we look for are parsed at all.
+
+A chunk is a view into the stream, never a copy: a 100 MB render costs 100 MB of memory plus
+the parsed candidates, and the output is written as slices of the input. Which chunks are
+candidates is decided by byte searches over the whole stream (C speed), never by a YAML parse.
 """
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -18,10 +23,17 @@ from velero_irsa_postrender.errors import ManifestError
 
 _MARKER = re.compile(rb"^---(?=[ \t\r\n]|$)", re.MULTILINE)
 
-# Kinds worth parsing. A document of one of these kinds must spell the kind somewhere in its
-# text, unless the name hides behind a double-quoted escape, so a backslash makes it a
-# candidate too. "List" wrappers may carry any of them.
-_CANDIDATE_WORDS = (b"Deployment", b"ServiceAccount", b"BackupStorageLocation", b"List", b"\\")
+# Kinds worth parsing. A document of one of these kinds spells the kind in its text, and a
+# ``kind: List`` wrapper (which may carry any of them) spells "List". YAML can hide a word only
+# in a double-quoted scalar, behind an escape that yields a letter (\x, \u, \U) or an escaped
+# line break that joins two halves (backslash + LF, CR, NEL, LS or PS); any of those, or a NUL
+# (a UTF-16/32 stream, which must fail to parse rather than pass unseen), makes a chunk
+# "escaped": a candidate for every question. Other escapes (\" \n \t …) cannot make a letter.
+KINDS = (b"Deployment", b"ServiceAccount", b"BackupStorageLocation")
+LIST = b"List"
+ESCAPED = b"\\"
+_ESCAPES = re.compile(rb"\\(?:[xuU\r\n]|\xc2\x85|\xe2\x80[\xa8\xa9])")
+_NOTHING: frozenset[bytes] = frozenset()
 
 # Alias expansion is where YAML bombs live; real manifests use a handful of aliases at most.
 MAX_ALIASES = 100
@@ -32,20 +44,51 @@ MAX_ALIAS_EXPANSION = 50_000
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class Document:
-    """One chunk of the stream: its exact bytes, where it starts, and its parsed body if needed."""
+    """One chunk of the stream: a view of its bytes, which scan words it holds, its parsed bodies."""
 
-    raw: bytes
-    line: int
-    candidate: bool
-    parsed: list[Any] = field(default_factory=list)
+    stream: bytes  # the whole stream, shared by every chunk (not a copy)
+    start: int
+    end: int
+    hits: frozenset[bytes] = _NOTHING  # KINDS words, LIST and ESCAPED found in the chunk
+    parsed: list[Any] | None = None  # None until parsed
+
+    @property
+    def view(self) -> memoryview:
+        """The chunk's bytes without copying them."""
+        return memoryview(self.stream)[self.start : self.end]
+
+    @property
+    def raw(self) -> bytes:
+        """A copy of the chunk's bytes."""
+        return self.stream[self.start : self.end]
+
+    @property
+    def line(self) -> int:
+        """The line the chunk starts on, counted only when an error needs it."""
+        return self.stream.count(b"\n", 0, self.start) + 1
+
+    @property
+    def candidate(self) -> bool:
+        return bool(self.hits)
+
+    def mentions(self, word: bytes) -> bool:
+        return self.stream.find(word, self.start, self.end) >= 0
+
+    def may_hold(self, kinds: Iterable[bytes], also: Iterable[bytes] = ()) -> bool:
+        """Whether a full parse could find one of ``kinds`` here whose text has every word of ``also``."""
+        if ESCAPED in self.hits:
+            return True
+        if LIST not in self.hits and self.hits.isdisjoint(kinds):
+            return False
+        return all(self.mentions(word) for word in also)
 
     @property
     def objects(self) -> list[dict[str, Any]]:
         """Kubernetes objects in this chunk, with the items of a ``kind: List`` unwrapped."""
         found: list[dict[str, Any]] = []
-        for body in self.parsed:
+        for body in self.parsed or ():
             if not isinstance(body, dict):
                 continue
             found.append(body)
@@ -56,34 +99,69 @@ class Document:
 
 
 def split(stream: bytes) -> list[Document]:
-    """Cut the stream at document markers; concatenating the ``raw`` parts gives it back."""
-    starts = [match.start() for match in _MARKER.finditer(stream)]
-    if not starts or starts[0] != 0:
-        starts.insert(0, 0)
-    starts.append(len(stream))
-
-    documents = []
-    line = 1
-    for begin, end in itertools.pairwise(starts):
-        raw = stream[begin:end]
-        if raw:
-            documents.append(Document(raw, line, any(word in raw for word in _CANDIDATE_WORDS)))
-        line += raw.count(b"\n")
-    return documents
+    """Cut the stream at document markers; the chunks' views, in order, give it back exactly."""
+    starts = _marker_offsets(stream)
+    ends = [*starts[1:], len(stream)]
+    hits = _scan(stream, starts, ends)
+    chunks = zip(starts, ends, hits, strict=True)
+    return [Document(stream, start, end, found) for start, end, found in chunks if end > start]
 
 
-def parse_candidates(documents: list[Document]) -> None:
-    """Parse every candidate chunk; a chunk that is not valid YAML is an error naming its line."""
+def _marker_offsets(stream: bytes) -> list[int]:
+    """Where each chunk starts: 0, then every line that is ``---`` alone or followed by a blank."""
+    starts = [0]
+    find, size = stream.find, len(stream)
+    position = find(b"\n---")
+    while position >= 0:
+        after = position + 4
+        if after == size or stream[after] in b" \t\r\n":
+            starts.append(position + 1)
+        position = find(b"\n---", position + 1)
+    return starts
+
+
+def _scan(stream: bytes, starts: list[int], ends: list[int]) -> list[frozenset[bytes]]:
+    """For each chunk, the scan words it contains: one C-speed search per word over the stream.
+
+    After a hit the search resumes at the end of that chunk, so a word repeated in a chunk
+    costs nothing more.
+    """
+    found: list[frozenset[bytes]] = [_NOTHING] * len(starts)
+    searches: list[tuple[bytes, Callable[[int], int]]] = [
+        (word, lambda position, word=word: stream.find(word, position)) for word in (*KINDS, LIST, b"\x00")
+    ]
+    searches.append((ESCAPED, lambda position: _first(_ESCAPES.search(stream, position))))
+    for word, search in searches:
+        position = search(0)
+        while position >= 0:
+            chunk = bisect.bisect_right(starts, position) - 1
+            found[chunk] = found[chunk] | {ESCAPED if word == b"\x00" else word}
+            position = search(ends[chunk])
+    return found
+
+
+def _first(match: re.Match[bytes] | None) -> int:
+    return match.start() if match else -1
+
+
+def parse_candidates(documents: list[Document], kinds: Iterable[bytes] = KINDS, also: Iterable[bytes] = ()) -> None:
+    """Parse every chunk not parsed yet that may hold one of ``kinds`` (see ``Document.may_hold``).
+
+    A chunk that is not valid YAML is an error naming its line.
+    """
+    kinds, also = tuple(kinds), tuple(also)
     for document in documents:
-        if document.candidate:
-            document.parsed = load(document.raw, f"the document at line {document.line}")
+        if document.parsed is None and document.may_hold(kinds, also):
+            # Counting lines is a pass over the stream up to the chunk: done only for an error.
+            document.parsed = load(document.view, lambda document=document: f"the document at line {document.line}")
 
 
-def load(raw: bytes, where: str) -> list[Any]:
+def load(raw: bytes | memoryview, where: str | Callable[[], str]) -> list[Any]:
     """Parse one chunk with alias and nesting limits, so hostile input fails fast and small."""
     try:
-        text = raw.decode("utf-8-sig")
+        text = str(raw, "utf-8-sig")
     except UnicodeDecodeError as error:
+        where = where() if callable(where) else where
         raise ManifestError(
             f"{where} is not UTF-8 text (byte {error.start})",
             "Helm renders UTF-8; check the chart's templates and values",
@@ -92,10 +170,12 @@ def load(raw: bytes, where: str) -> list[Any]:
         return _compose_all(text)
     except yaml.YAMLError as error:
         reason = " ".join(str(error).split())
+        where = where() if callable(where) else where
         raise ManifestError(
             f"{where} is not valid YAML ({reason})", "fix the template or values that rendered it"
         ) from None
     except RecursionError:
+        where = where() if callable(where) else where
         raise ManifestError(f"{where} nests too deeply", "real manifests nest a few levels") from None
 
 
@@ -179,6 +259,18 @@ def _check_expansion(root: yaml.Node, distinct: int) -> None:
         stack.extend((child, False) for child in _children(node))
     if done[id(root)][0] - distinct > MAX_ALIAS_EXPANSION:
         raise yaml.YAMLError(f"aliases expand to more than {MAX_ALIAS_EXPANSION} extra nodes (a YAML bomb?)")
+
+
+def pieces(
+    documents: list[Document], replaced: Document | None = None, replacement: bytes = b""
+) -> list[bytes | memoryview]:
+    """The stream ``documents`` were split from, as views (no copy), with one chunk's bytes replaced."""
+    if not documents:
+        return []
+    whole = memoryview(documents[0].stream)
+    if replaced is None:
+        return [whole]
+    return [whole[: replaced.start], replacement, whole[replaced.end :]]
 
 
 def is_blank(document: Document) -> bool:
