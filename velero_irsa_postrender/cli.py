@@ -323,7 +323,7 @@ def with_role_options(command: Callable[..., Any]) -> Callable[..., Any]:
         logs.configure(logs.debug_requested(verbose))
         with boundary(verbose):
             cli = _cli_values(values, kwargs.get("output"))
-            cli.update(getattr(command, "settings_from_arguments", dict)(kwargs))
+            cli.update(getattr(command, "settings_from_arguments", _no_settings)(kwargs))
             settings = resolve(cli, config)
             logs.use_log_file(settings.log_file)
             return command(settings=settings, **kwargs)
@@ -331,6 +331,11 @@ def with_role_options(command: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *shared]}
     return wrapper
+
+
+def _no_settings(_arguments: dict[str, Any]) -> dict[str, Any]:
+    """A command's own arguments (doctor's --manifest) are not settings unless it says so."""
+    return {}
 
 
 def _cli_values(values: dict[str, Any], output: Any) -> dict[str, Any]:
@@ -458,6 +463,78 @@ def values_command(settings: Settings) -> None:
 
     result = ensure_role(settings, target_from_settings(settings, os.environ.get("HELM_NAMESPACE")))
     sys.stdout.write(values_yaml(result.role_arn, settings))
+
+
+@app.command("doctor")
+@with_role_options
+def doctor_command(
+    settings: Settings,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest",
+            help="Rendered manifests to check (- for stdin). Default: stdin when it is not a terminal.",
+        ),
+    ] = None,
+    output: Annotated[
+        Output | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text prints a table with the fix under each failed check; json prints ok and checks for CI.",
+            envvar=envvar("output"),
+            show_envvar=True,
+        ),
+    ] = None,
+) -> None:
+    """Check live that the cluster, IAM role, policy, buckets and rendered ServiceAccount fit together.
+
+    One row per check, ✔ or ✘ with the fix; exits 1 when any check fails. Makes no write call.
+
+    Example:
+
+        helm get manifest velero -n velero | velero-irsa doctor --cluster prod-eu
+    """
+    from velero_irsa_postrender import doctor
+
+    checks = doctor.diagnose(settings, doctor.manifest_input(manifest, sys.stdin))
+    typer.echo(doctor.as_json(checks) if settings.output == "json" else doctor.as_table(checks), nl=False)
+    if doctor.failed(checks):
+        raise typer.Exit(code=1)
+
+
+@app.command("delete-role")
+@with_role_options
+def delete_role_command(
+    settings: Settings,
+    output: Annotated[
+        Output | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="text prints one line per step; json prints role_name, dry_run, steps and kept.",
+            envvar=envvar("output"),
+            show_envvar=True,
+        ),
+    ] = None,
+) -> None:
+    """Delete the role and policy velero-irsa created (and, with --mode pod-identity, its associations).
+
+    Detaches, deletes old policy versions, the policy and the role; refuses anything without the
+    velero-irsa tag and never deletes a bucket or an OIDC provider. --dry-run prints the plan only.
+
+    Example:
+
+        velero-irsa delete-role --cluster prod-eu --namespace velero --dry-run
+    """
+    from velero_irsa_postrender.teardown import delete_role
+
+    plan = delete_role(settings, os.environ.get("HELM_NAMESPACE"))
+    if settings.output == "json":
+        typer.echo(json.dumps(plan.as_json(), indent=2))
+    else:
+        for step in plan.steps:
+            typer.echo(step.describe())
 
 
 def _settings_from(extract: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
