@@ -225,3 +225,11 @@ def replay_chart(tmp_path: Path, manifest: bytes, name: str = "replay") -> Path:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+@pytest.fixture(scope="session")
+def plugin_wheels(tmp_path_factory) -> Path:
+    """Wheels for install.sh's offline install (VELERO_IRSA_WHEELS): ours fresh, dependencies cached."""
+    from helm_plugin import build_wheels
+
+    return build_wheels(tmp_path_factory.mktemp("wheels"))
