@@ -25,7 +25,7 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
         raise ManifestError("the manifest stream is empty", "check that the chart renders anything at all")
     # Parse only what can matter: Deployments that may run `velero server`, BackupStorageLocations,
     # and, once the server names it, its ServiceAccount (see stream.Document.may_hold).
-    stream.parse_candidates(documents, [b"Deployment"], also=[b"server"])
+    stream.parse_candidates(documents, [b"Deployment"], also=[stream.Scalar("server")])
     stream.parse_candidates(documents, [b"BackupStorageLocation"])
 
     with _broken_yaml_explains(documents):
@@ -38,7 +38,7 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
             )
         server.namespace = settings.namespace
     _check_agrees(settings, server)
-    stream.parse_candidates(documents, [b"ServiceAccount"], also=[server.service_account.encode()])
+    stream.parse_candidates(documents, [b"ServiceAccount"], also=[stream.Scalar(server.service_account)])
     with _broken_yaml_explains(documents):
         attach_service_account(server, documents)
     target = Target(server.namespace, server.service_account, find_buckets(documents))

@@ -22,6 +22,8 @@ import yaml
 from velero_irsa_postrender.errors import ManifestError
 
 _MARKER = re.compile(rb"^---(?=[ \t\r\n]|$)", re.MULTILINE)
+# The same markers after the first line; a literal first byte lets the regex engine search fast.
+_NEXT_MARKER = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")
 
 # Kinds worth parsing. A document of one of these kinds spells the kind in its text, and a
 # ``kind: List`` wrapper (which may carry any of them) spells "List". YAML can hide a word only
@@ -73,10 +75,12 @@ class Document:
     def candidate(self) -> bool:
         return bool(self.hits)
 
-    def mentions(self, word: bytes) -> bool:
+    def mentions(self, word: bytes | Scalar) -> bool:
+        if isinstance(word, Scalar):
+            return word.found_in(self.stream, self.start, self.end)
         return self.stream.find(word, self.start, self.end) >= 0
 
-    def may_hold(self, kinds: Iterable[bytes], also: Iterable[bytes] = ()) -> bool:
+    def may_hold(self, kinds: Iterable[bytes], also: Iterable[bytes | Scalar] = ()) -> bool:
         """Whether a full parse could find one of ``kinds`` here whose text has every word of ``also``."""
         if ESCAPED in self.hits:
             return True
@@ -109,15 +113,7 @@ def split(stream: bytes) -> list[Document]:
 
 def _marker_offsets(stream: bytes) -> list[int]:
     """Where each chunk starts: 0, then every line that is ``---`` alone or followed by a blank."""
-    starts = [0]
-    find, size = stream.find, len(stream)
-    position = find(b"\n---")
-    while position >= 0:
-        after = position + 4
-        if after == size or stream[after] in b" \t\r\n":
-            starts.append(position + 1)
-        position = find(b"\n---", position + 1)
-    return starts
+    return [0, *(match.start() + 1 for match in _NEXT_MARKER.finditer(stream))]
 
 
 def _scan(stream: bytes, starts: list[int], ends: list[int]) -> list[frozenset[bytes]]:
@@ -144,7 +140,33 @@ def _first(match: re.Match[bytes] | None) -> int:
     return match.start() if match else -1
 
 
-def parse_candidates(documents: list[Document], kinds: Iterable[bytes] = KINDS, also: Iterable[bytes] = ()) -> None:
+@dataclass(frozen=True)
+class Scalar:
+    """``text`` as a whole scalar, not a piece of a longer plain word such as a path or a name.
+
+    Unescaped, a scalar's text is bounded by indicators, quotes or blanks, never by a letter,
+    digit, ``_``, ``.``, ``/`` or ``-`` (``- x`` needs its space; ``-x`` is the scalar "-x").
+    """
+
+    text: str
+
+    def found_in(self, stream: bytes, start: int, end: int) -> bool:
+        word = self.text.encode()
+        position = stream.find(word, start, end)
+        while position >= 0:
+            after = position + len(word)
+            if stream[position - 1 : position] not in _WORD_BYTES and stream[after : after + 1] not in _WORD_BYTES:
+                return True
+            position = stream.find(word, position + 1, end)
+        return False
+
+
+_WORD_BYTES = frozenset(bytes([byte]) for byte in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./-")
+
+
+def parse_candidates(
+    documents: list[Document], kinds: Iterable[bytes] = KINDS, also: Iterable[bytes | Scalar] = ()
+) -> None:
     """Parse every chunk not parsed yet that may hold one of ``kinds`` (see ``Document.may_hold``).
 
     A chunk that is not valid YAML is an error naming its line.
