@@ -162,12 +162,13 @@ same_dir() {
 }
 
 # A Helm 3 on PATH whose default plugin directory is this one (Helm 3 and 4 default to the same).
+# Defaults only: a HELM_DATA_HOME set just for this Helm 4 run is how users keep the two apart.
 helm3_sharing() {
   dir="$1"
   for candidate in helm helm3; do
     other="$(command -v "$candidate" 2>/dev/null)" || continue
     [ "$(helm_major "$other")" = 3 ] || continue
-    if same_dir "$(unset HELM_PLUGINS && "$other" env HELM_PLUGINS 2>/dev/null)" "$dir"; then
+    if same_dir "$(unset HELM_PLUGINS HELM_DATA_HOME && "$other" env HELM_PLUGINS 2>/dev/null)" "$dir"; then
       printf '%s\n' "$other"
       return 0
     fi
@@ -180,8 +181,8 @@ install_companion() {
   if same_dir "$dir/$name" "$root/plugins/$name"; then
     return 0
   fi
-  HELM_PLUGINS="$dir" "$helm" plugin uninstall "$name" >/dev/null 2>&1 || true
-  HELM_PLUGINS="$dir" "$helm" plugin install "$root/plugins/$name" >/dev/null ||
+  "$helm" plugin uninstall "$name" >/dev/null 2>&1 || true
+  "$helm" plugin install "$root/plugins/$name" >/dev/null ||
     die "$helm plugin install $root/plugins/$name failed"
   say "installed the Helm plugin $name"
 }
@@ -208,8 +209,8 @@ install_helm4_companions() {
     install_companion "$helm" "$dir" velero-irsa-downloader
     say "warning: $helm3 (Helm 3) shares $dir, so velero-irsa-postrenderer was NOT installed there:"
     say "  a Helm 4 plugin in that directory stops Helm 3 from loading any plugin. Give Helm 4 its own"
-    say "  plugin directory (see README, 'Helm 3 and Helm 4 on one machine'), e.g."
-    say "  HELM_PLUGINS=\$HOME/.local/share/helm4/plugins $helm plugin install $root"
+    say "  data directory (see README, 'Helm 3 and Helm 4 on one machine'), e.g."
+    say "  HELM_DATA_HOME=\$HOME/.local/share/helm4 $helm plugin install $root"
     return 0
   fi
   install_companion "$helm" "$dir" velero-irsa-postrenderer

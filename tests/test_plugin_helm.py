@@ -241,3 +241,39 @@ def test_a_bad_values_url_fails_with_our_message(plugin, helm_env, values_chart)
 
     assert done.returncode != 0
     assert b"velero-irsa: error: velero-irsa:// URL: unknown parameter 'colour'" in done.stderr
+
+
+def test_helm_4_leaves_a_plugin_directory_shared_with_helm_3_loadable(tmp_path, plugin_wheels):
+    """Helm 3 and Helm 4 default to one plugin directory, where a Helm 4 plugin breaks every Helm 3 plugin."""
+    from conftest import helm_binary
+    from helm_plugin import copy_plugin, plugin_env
+
+    checkout = copy_plugin(tmp_path / "velero-irsa")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "helm3").symlink_to(helm_binary(3))
+    env = plugin_env(tmp_path, plugin_wheels)
+    env["PATH"] = f"{tools}:{env['PATH']}"
+    for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        del env[name]  # both major versions on their defaults, as on most machines
+    helm4 = [str(helm_binary(4)), "plugin"]
+
+    done = subprocess.run([*helm4, "install", str(checkout)], capture_output=True, env=env, timeout=600, check=False)
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"velero-irsa-postrenderer was NOT installed" in done.stderr
+    helm3_list = subprocess.run([str(tools / "helm3"), "plugin", "list"], capture_output=True, env=env, check=False)
+    assert helm3_list.returncode == 0, helm3_list.stderr.decode()
+    assert {line.split()[0] for line in helm3_list.stdout.decode().splitlines()[1:]} == {
+        "velero-irsa",
+        "velero-irsa-downloader",
+    }
+
+    # The README's way out: Helm 4 gets a data directory (so a plugin directory) of its own.
+    own = {**env, "HELM_DATA_HOME": str(tmp_path / "helm4-data")}
+    done = subprocess.run([*helm4, "install", str(checkout)], capture_output=True, env=own, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    listed = subprocess.run([*helm4, "list"], capture_output=True, env=own, check=False).stdout.decode()
+    assert {"velero-irsa", "velero-irsa-postrenderer", "velero-irsa-getter"} <= set(listed.split())
+    helm3_list = subprocess.run([str(tools / "helm3"), "plugin", "list"], capture_output=True, env=env, check=False)
+    assert helm3_list.returncode == 0, helm3_list.stderr.decode()
