@@ -520,8 +520,9 @@ def delete_role_command(
 ) -> None:
     """Delete the role and policy velero-irsa created (and, with --mode pod-identity, its associations).
 
-    Detaches, deletes old policy versions, the policy and the role; refuses anything without the
-    velero-irsa tag and never deletes a bucket or an OIDC provider. --dry-run prints the plan only.
+    Refuses anything without the velero-irsa tag; never deletes a bucket or an OIDC provider.
+
+    --dry-run prints the plan (detach, old policy versions, policy, role) and deletes nothing.
 
     Example:
 
