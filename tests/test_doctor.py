@@ -9,6 +9,8 @@ import json
 import pytest
 from conftest import ACCOUNT, BUCKET, CLUSTER, fixture_bytes, run_cli
 
+from velero_irsa_postrender.doctor import token_access
+
 ROLE = "AWSIRSAprod-euveleroVelero"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
 POLICY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{ROLE}_policy"
@@ -194,3 +196,19 @@ def test_doctor_makes_no_write_call(eks, env, healthy, stub_env, eks_stub):
     assert result.code == 1
     iam_calls = [call for call in eks_stub.calls if call.startswith("iam:")]
     assert iam_calls and all(call.split(":")[1].startswith(("Get", "List")) for call in iam_calls)
+
+
+@pytest.mark.parametrize(
+    ("pod", "container", "readable"),
+    [
+        ({"fsGroup": 1337}, {}, "fsGroup 1337"),
+        ({"runAsUser": 0}, {}, "runs as root"),
+        ({}, {"runAsUser": 0}, "runs as root"),
+        ({"runAsUser": 0}, {"runAsUser": 1000}, None),
+        ({}, {}, None),
+    ],
+)
+def test_token_access_needs_fs_group_or_root(pod, container, readable):
+    server = {"name": "velero", "command": ["/velero"], "args": ["server"], "securityContext": container}
+    deployment = {"spec": {"template": {"spec": {"securityContext": pod, "containers": [server]}}}}
+    assert token_access(deployment) == readable

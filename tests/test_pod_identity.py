@@ -4,8 +4,13 @@ IAM, S3 and the cluster live in the moto server; the pod identity association ca
 does not implement) are served by tests/eks_stub.py on 127.0.0.1, reached via AWS_ENDPOINT_URL_EKS.
 """
 
+import pytest
 import yaml
 from conftest import ACCOUNT, BUCKET, CLUSTER, fixture_bytes, run_cli
+
+from velero_irsa_postrender import podidentity
+from velero_irsa_postrender.settings import Settings
+from velero_irsa_postrender.values import values_yaml
 
 ROLE = "AWSIRSAprod-euveleroVelero"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
@@ -152,3 +157,25 @@ def test_post_render_leaves_the_annotation_off_and_removes_a_stale_one(aws, stub
     assert "warning" not in clean.stderr
     sa = next(d for d in yaml.safe_load_all(clean.stdout) if d and d["kind"] == "ServiceAccount")
     assert "eks.amazonaws.com/role-arn" not in sa["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("image", "supported"),
+    [
+        ("velero/velero-plugin-for-aws:v1.13.0", True),
+        ("registry.example:5000/velero/velero-plugin-for-aws:v1.10.0-rc.1", True),
+        ("velero/velero-plugin-for-aws:v1.9.2", False),
+        ("velero/velero-plugin-for-aws:1.8", False),
+        ("velero/velero-plugin-for-aws:latest", None),
+        ("velero/velero-plugin-for-aws@sha256:" + "0" * 64, None),
+    ],
+)
+def test_the_aws_plugin_version_decides_pod_identity_support(image, supported):
+    assert podidentity.supports_pod_identity(image) is supported
+
+
+def test_values_in_pod_identity_mode_carry_no_annotation():
+    bare = yaml.safe_load(values_yaml(ROLE_ARN, Settings(mode="pod-identity")))
+    assert bare == {"credentials": {"useSecret": False}}
+    named = yaml.safe_load(values_yaml(ROLE_ARN, Settings(mode="pod-identity", service_account="edp-velero")))
+    assert named["serviceAccount"] == {"server": {"name": "edp-velero"}}
