@@ -25,14 +25,13 @@ _MARKER = re.compile(rb"^---(?=[ \t\r\n]|$)", re.MULTILINE)
 # The same markers after the first line; a literal first byte lets the regex engine search fast.
 _NEXT_MARKER = re.compile(rb"\n---(?=[ \t\r\n]|\Z)")
 
-# Kinds worth parsing. A document of one of these kinds spells the kind in its text, and a
-# ``kind: List`` wrapper (which may carry any of them) spells "List". YAML can hide a word only
+# Kinds worth parsing. A document of one of these kinds spells the kind in its text, and so does
+# a ``kind: List`` wrapper around one (its items say their kinds). YAML can hide a word only
 # in a double-quoted scalar, behind an escape that yields a letter (\x, \u, \U) or an escaped
 # line break that joins two halves (backslash + LF, CR, NEL, LS or PS); any of those, or a NUL
 # (a UTF-16/32 stream, which must fail to parse rather than pass unseen), makes a chunk
 # "escaped": a candidate for every question. Other escapes (\" \n \t …) cannot make a letter.
 KINDS = (b"Deployment", b"ServiceAccount", b"BackupStorageLocation")
-LIST = b"List"
 ESCAPED = b"\\"
 _ESCAPES = re.compile(rb"\\(?:[xuU\r\n]|\xc2\x85|\xe2\x80[\xa8\xa9])")
 _NOTHING: frozenset[bytes] = frozenset()
@@ -53,7 +52,7 @@ class Document:
     stream: bytes  # the whole stream, shared by every chunk (not a copy)
     start: int
     end: int
-    hits: frozenset[bytes] = _NOTHING  # KINDS words, LIST and ESCAPED found in the chunk
+    hits: frozenset[bytes] = _NOTHING  # the KINDS words and ESCAPED found in the chunk
     parsed: list[Any] | None = None  # None until parsed
 
     @property
@@ -84,7 +83,7 @@ class Document:
         """Whether a full parse could find one of ``kinds`` here whose text has every word of ``also``."""
         if ESCAPED in self.hits:
             return True
-        if LIST not in self.hits and self.hits.isdisjoint(kinds):
+        if self.hits.isdisjoint(kinds):
             return False
         return all(self.mentions(word) for word in also)
 
@@ -124,7 +123,7 @@ def _scan(stream: bytes, starts: list[int], ends: list[int]) -> list[frozenset[b
     """
     found: list[frozenset[bytes]] = [_NOTHING] * len(starts)
     searches: list[tuple[bytes, Callable[[int], int]]] = [
-        (word, lambda position, word=word: stream.find(word, position)) for word in (*KINDS, LIST, b"\x00")
+        (word, lambda position, word=word: stream.find(word, position)) for word in (*KINDS, b"\x00")
     ]
     searches.append((ESCAPED, lambda position: _first(_ESCAPES.search(stream, position))))
     for word, search in searches:
