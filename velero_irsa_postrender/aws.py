@@ -87,7 +87,7 @@ class Clients:
 
 
 def retry_settings() -> dict[str, Any]:
-    """botocore's ``standard`` retries (or ``adaptive``), 8 attempts; AWS_RETRY_MODE / AWS_MAX_ATTEMPTS tune them.
+    """botocore's ``standard`` retries (or ``adaptive``), 8 attempts in all; AWS_RETRY_MODE, AWS_MAX_ATTEMPTS tune them.
 
     The explicit Config would otherwise hide the SDK's own variables, which users expect to work.
     """
@@ -97,10 +97,10 @@ def retry_settings() -> dict[str, Any]:
         mode = "standard"
     text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
     if not text:
-        return {"mode": mode, "max_attempts": MAX_ATTEMPTS}
+        return {"mode": mode, "total_max_attempts": MAX_ATTEMPTS}
     if not text.isdigit() or not 1 <= int(text) <= 50:
         raise AwsError(f"AWS_MAX_ATTEMPTS={text} is not a number from 1 to 50", "unset it or fix it")
-    return {"mode": mode, "max_attempts": int(text)}
+    return {"mode": mode, "total_max_attempts": int(text)}
 
 
 def error_code(error: BaseException) -> str:

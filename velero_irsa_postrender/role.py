@@ -380,7 +380,11 @@ class Converger:
             except Exception as error:
                 if not is_code(error, "LimitExceeded") or attempt == VERSION_ATTEMPTS:
                     raise
-                log.info("policy %s gained a version meanwhile (a concurrent run?); making room again", arn)
+            state = self._get_policy()
+            if state is not None and policy.same_document(state["Document"], self.request.permission_policy()):
+                log.info("policy %s was updated by a concurrent run", arn)
+                return
+            log.info("policy %s gained a version meanwhile (a concurrent run?); making room again", arn)
 
     def _make_room_for_a_version(self, arn: str) -> None:
         """IAM keeps at most five versions: delete the oldest one that is not the default."""
