@@ -21,12 +21,12 @@ import typer
 from velero_irsa_postrender import __version__
 from velero_irsa_postrender import log as logs
 from velero_irsa_postrender.errors import ConfigError, VeleroIrsaError
-from velero_irsa_postrender.lean_typer import LeanGroup
+from velero_irsa_postrender.lean_typer import LeanGroup, LeanTyper
 from velero_irsa_postrender.settings import CONFIG_ENV, Settings, envvar, resolve
 
 log = logging.getLogger(__name__)
 
-app = typer.Typer(
+app = LeanTyper(
     name="velero-irsa",
     cls=LeanGroup,
     help="IAM Roles for Service Accounts for Velero on Amazon EKS, as a Helm post-renderer.\n\n"

@@ -1,6 +1,9 @@
-"""Keep typer from importing pydantic when no option needs it: the post-render hot path.
+"""Keep typer's start-up cost off the post-render hot path, which Helm runs on every render.
 
-typer (0.29) coerces each option through a pydantic TypeAdapter, and builds that adapter for every
+typer builds every command of an app, with all their options, before it runs one; ``LeanTyper``
+builds only the command named first on the command line (help and completion still see them all).
+
+typer (0.29) also coerces each option through a pydantic TypeAdapter, and builds that adapter for every
 option of a command whether it was given or not. For ``--post-renderer velero-irsa
 --post-renderer-args=--role-arn=…``, which Helm runs on every render, that is about 50 ms of
 pydantic import and schema building: more than all of our own work. An option that was not given
@@ -17,8 +20,24 @@ from typing import Any
 
 import typer.core
 
-# TODO(typer builds a pydantic adapter per option, given or not): drop this module once typer
-# builds them lazily for the values it is actually handed.
+# TODO(typer builds every command and a pydantic adapter per option, given or not): drop this
+# module once typer builds both lazily.
+
+
+class LeanTyper(typer.Typer):
+    """A Typer app that, asked to run one of its commands, builds only that one."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        argv = kwargs.get("args") or []
+        chosen = [info for info in self.registered_commands if argv and info.name == argv[0]]
+        if not chosen:
+            return super().__call__(*args, **kwargs)
+        everything = self.registered_commands
+        self.registered_commands = chosen
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self.registered_commands = everything
 
 
 class _Lazy:

@@ -5,7 +5,6 @@ Pure functions only: no AWS calls here, so every rule can be unit-tested directl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -58,6 +57,8 @@ def _bounded(name: str, limit: int) -> str:
     """Shorten a name over IAM's limit to a stable prefix plus a hash of the whole name."""
     if len(name) <= limit:
         return name
+    import hashlib  # only for over-long names; keeps hashlib off the post-render start-up
+
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
     return f"{name[: limit - len(digest) - 1]}-{digest}"
 
