@@ -41,6 +41,7 @@ app = LeanTyper(
 )
 
 _COMMANDS = ("post-render", "ensure-role", "values", "doctor", "delete-role", "download")
+COMPLETION_ENV = "_VELERO_IRSA_COMPLETE"
 _ROOT_FLAGS = ("-h", "--help", "--version", "--install-completion", "--show-completion")
 
 
@@ -584,6 +585,8 @@ def route(argv: list[str], stdin_is_tty: bool) -> list[str]:
     if any(arg in _COMMANDS for arg in argv):
         return argv
     if any(arg in _ROOT_FLAGS for arg in argv) or (not argv and stdin_is_tty):
+        return argv
+    if COMPLETION_ENV in os.environ:  # shell completion reads COMP_WORDS and must see every command
         return argv
     return ["post-render", *argv]
 
