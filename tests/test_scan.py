@@ -273,3 +273,8 @@ def test_generated_streams_reach_every_outcome():
     assert "ok" in seen
     assert any(s.startswith("no Velero server") for s in seen)
     assert any(s.startswith("two or more") for s in seen)
+
+
+def test_a_kind_counts_only_as_a_whole_scalar():
+    documents = stream.split(b"kind: DaemonSet\nspec: {automountServiceAccountToken: true}\n---\nkind: ServiceAccount\n")
+    assert [d.may_hold([b"ServiceAccount"]) for d in documents] == [False, True]

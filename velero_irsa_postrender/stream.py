@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -45,15 +44,29 @@ MAX_ALIAS_EXPANSION = 50_000
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass(slots=True, eq=False)
 class Document:
-    """One chunk of the stream: a view of its bytes, which scan words it holds, its parsed bodies."""
+    """One chunk of the stream: a view of its bytes, which scan words it holds, its parsed bodies.
 
-    stream: bytes  # the whole stream, shared by every chunk (not a copy)
-    start: int
-    end: int
-    hits: frozenset[bytes] = _NOTHING  # the KINDS words and ESCAPED found in the chunk
-    parsed: list[Any] | None = None  # None until parsed
+    A plain class rather than a dataclass: building a dataclass costs start-up time on every render.
+    """
+
+    __slots__ = ("end", "hits", "parsed", "start", "stream")
+
+    def __init__(
+        self,
+        stream: bytes,
+        start: int,
+        end: int,
+        hits: frozenset[bytes] = _NOTHING,
+        parsed: list[Any] | None = None,
+    ) -> None:
+        self.stream = stream  # the whole stream, shared by every chunk (not a copy)
+        self.start, self.end = start, end
+        self.hits = hits  # the KINDS words and ESCAPED found in the chunk
+        self.parsed = parsed  # None until parsed
+
+    def __repr__(self) -> str:
+        return f"Document(line {self.line}, {self.end - self.start} bytes, hits={sorted(self.hits)})"
 
     @property
     def view(self) -> memoryview:
@@ -80,10 +93,14 @@ class Document:
         return self.stream.find(word, self.start, self.end) >= 0
 
     def may_hold(self, kinds: Iterable[bytes], also: Iterable[bytes | Scalar] = ()) -> bool:
-        """Whether a full parse could find one of ``kinds`` here whose text has every word of ``also``."""
+        """Whether a full parse could find one of ``kinds`` here whose text has every word of ``also``.
+
+        A kind is a whole scalar (``kind: ServiceAccount``), so ``automountServiceAccountToken``
+        does not count.
+        """
         if ESCAPED in self.hits:
             return True
-        if self.hits.isdisjoint(kinds):
+        if not any(kind in self.hits and self.mentions(Scalar(kind)) for kind in kinds):
             return False
         return all(self.mentions(word) for word in also)
 
@@ -139,18 +156,20 @@ def _first(match: re.Match[bytes] | None) -> int:
     return match.start() if match else -1
 
 
-@dataclass(frozen=True)
 class Scalar:
-    """``text`` as a whole scalar, not a piece of a longer plain word such as a path or a name.
+    """A word as a whole scalar, not a piece of a longer plain word such as a path or a name.
 
     Unescaped, a scalar's text is bounded by indicators, quotes or blanks, never by a letter,
     digit, ``_``, ``.``, ``/`` or ``-`` (``- x`` needs its space; ``-x`` is the scalar "-x").
     """
 
-    text: str
+    __slots__ = ("word",)
+
+    def __init__(self, word: str | bytes) -> None:
+        self.word = word.encode() if isinstance(word, str) else word
 
     def found_in(self, stream: bytes, start: int, end: int) -> bool:
-        word = self.text.encode()
+        word = self.word
         position = stream.find(word, start, end)
         while position >= 0:
             after = position + len(word)
