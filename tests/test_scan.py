@@ -276,5 +276,6 @@ def test_generated_streams_reach_every_outcome():
 
 
 def test_a_kind_counts_only_as_a_whole_scalar():
-    documents = stream.split(b"kind: DaemonSet\nspec: {automountServiceAccountToken: true}\n---\nkind: ServiceAccount\n")
+    raw = b"kind: DaemonSet\nspec: {automountServiceAccountToken: true}\n---\nkind: ServiceAccount\n"
+    documents = stream.split(raw)
     assert [d.may_hold([b"ServiceAccount"]) for d in documents] == [False, True]
