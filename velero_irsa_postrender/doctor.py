@@ -269,7 +269,12 @@ class Doctor:
                     self.fix_command,
                 )
         if owned(role.get("Tags")) and not policy.same_document(document, request.trust_policy()):
-            return Check("trust", FAIL, "admits more than velero-irsa wrote (edited by hand?)", self.fix_command)
+            return Check(
+                "trust",
+                FAIL,
+                "admits more than these clusters' subject (another cluster, or edited by hand?)",
+                f"pass every --cluster the role serves, or rewrite the trust with {self.fix_command}",
+            )
         return Check("trust", OK, f"admits exactly {request.subject} with aud {policy.AUDIENCE}")
 
     def policy(self) -> Check:
