@@ -118,6 +118,10 @@ def test_doctor_checks_every_cluster_of_the_role(aws, env):
         ("role", "", "ok"),
     ]
 
+    one_of_two = run_cli(["doctor", "-o", "json", *args("eu-a")[1:]], env)
+    trust = next(row for row in one_of_two.json["checks"] if row["check"] == "trust")
+    assert trust["status"] == "fail" and "pass every --cluster the role serves" in trust["fix"]
+
     only_a = run_cli(args("eu-a"), env)
     assert only_a.code == 0
     drifted = run_cli(doctor, env)
