@@ -146,6 +146,8 @@ def _converge_one(
 
 
 def _create(clients: Clients, cluster: str, namespace: str, service_account: str, role_arn: str) -> None:
+    # TODO(checked against a stub, not real EKS): EKS may not see a role IAM created a moment ago;
+    # retrying its InvalidParameterException a few times, as role.py does for IAM, would cover that.
     with translated(f"create the pod identity association in cluster {cluster}", "eks:CreatePodIdentityAssociation"):
         clients.eks.create_pod_identity_association(
             clusterName=cluster,
