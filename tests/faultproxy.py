@@ -219,7 +219,8 @@ def _injected(fault: str, call: Call, request: BaseHTTPRequestHandler) -> tuple[
     if fault == ECHO_SECRETS:
         # A hostile or broken endpoint that quotes the request's secrets back in its error message.
         echo = "; ".join(f"{k}: {v}" for k, v in request.headers.items())
-        return _query_error(403, "AccessDenied", f"denied, you sent {echo}")
+        bare = request.headers.get("X-Amz-Security-Token", "")
+        return _query_error(403, "AccessDenied", f"the security token {bare} is not valid; you sent {echo}")
     raise ValueError(f"unknown fault {fault}")
 
 

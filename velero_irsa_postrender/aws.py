@@ -61,7 +61,18 @@ class Clients:
                 client = self.session.client(service, config=config)
             client.meta.events.register("before-call.*.*", self._before_call)
             self._clients[service] = client
+            self._hide_credentials()
         return self._clients[service]
+
+    def _hide_credentials(self) -> None:
+        """Register the secret key and session token with the log redactor; the client has resolved them."""
+        from velero_irsa_postrender.log import add_secret
+
+        credentials = self.session.get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            add_secret(frozen.secret_key)
+            add_secret(frozen.token)
 
     def _before_call(self, model: Any, **_: Any) -> None:
         service = model.service_model.service_name

@@ -19,8 +19,16 @@ _STDERR_HIDDEN_IN_PLUGINS = ("velero-irsa-postrenderer",)
 # any of these names is replaced, whatever quoting or separator surrounds it.
 _SECRET = re.compile(
     r"(?i)(aws_secret_access_key|secret_?access_?key|aws_session_token|session_?token|"
-    r"x-amz-security-token|authorization|credential|signature)(['\"]?\s*[:=]\s*['\"]?)([^'\",\s}]+)"
+    r"x-amz-security-token|authorization|credential|signature)(['\"]?\s*[:=]\s*b?['\"]?)([^'\",\s}]+)"
 )
+# Credentials resolved at run time (aws.Clients registers them): hidden wherever they appear, named or not.
+_KNOWN_SECRETS: set[str] = set()
+
+
+def add_secret(value: str | None) -> None:
+    """Redact this exact value from every log line from now on (short values would hide too much)."""
+    if value and len(value) >= 8:
+        _KNOWN_SECRETS.add(value)
 
 
 def debug_requested(verbose: bool = False) -> bool:
@@ -28,6 +36,8 @@ def debug_requested(verbose: bool = False) -> bool:
 
 
 def redact(text: str) -> str:
+    for secret in _KNOWN_SECRETS:
+        text = text.replace(secret, "***")
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
