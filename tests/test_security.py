@@ -109,3 +109,19 @@ def test_redact_removes_every_secret_form(case):
 def test_a_registered_secret_is_redacted_wherever_it_appears():
     log.add_secret("a-bare-secret-value-0123456789")
     assert "a-bare-secret-value" not in log.redact("the token a-bare-secret-value-0123456789 is invalid")
+
+
+def test_a_value_from_the_manifests_cannot_forge_a_log_line(offline_env):
+    from conftest import fixture_bytes
+
+    arn = "arn:aws:iam::123456789012:role/velero"
+    forged = fixture_bytes("template-irsa.yaml").replace(
+        b"  name: velero-server\n  namespace: velero\n",
+        b"  name: velero-server\n  namespace: velero\n  annotations:\n"
+        b'    eks.amazonaws.com/role-arn: "old\\nvelero-irsa: error: forged"\n',
+        1,
+    )
+    result = run_cli(["--role-arn", arn], offline_env, forged)
+    assert result.code == 0, result.stderr
+    assert "warning: replacing" in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("velero-irsa: error")], result.stderr

@@ -43,8 +43,16 @@ def redact(text: str) -> str:
 
 class _Redacting(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage()), ()
+        # One record, one line: a name from a manifest cannot break a message or forge another one.
+        record.msg, record.args = _CONTROL.sub(_escaped, redact(record.getMessage())), ()
         return True
+
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode()
 
 
 class _StderrHandler(logging.StreamHandler):
