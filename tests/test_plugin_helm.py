@@ -7,14 +7,16 @@ module; every test then runs against the moto server on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ACCOUNT, BUCKET, CLUSTER, fixture_bytes, replay_chart
-from helm_plugin import Installed, install
+from conftest import ACCOUNT, BUCKET, CLUSTER, fixture_bytes, helm_binary, replay_chart
+from helm_plugin import SYSTEM_PATH, Installed, copy_plugin, install, plugin_env
 
 pytestmark = pytest.mark.helm
 
@@ -245,9 +247,6 @@ def test_a_bad_values_url_fails_with_our_message(plugin, helm_env, values_chart)
 
 def test_helm_4_leaves_a_plugin_directory_shared_with_helm_3_loadable(tmp_path, plugin_wheels):
     """Helm 3 and Helm 4 default to one plugin directory, where a Helm 4 plugin breaks every Helm 3 plugin."""
-    from conftest import helm_binary
-    from helm_plugin import copy_plugin, plugin_env
-
     checkout = copy_plugin(tmp_path / "velero-irsa")
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -277,3 +276,36 @@ def test_helm_4_leaves_a_plugin_directory_shared_with_helm_3_loadable(tmp_path, 
     assert {"velero-irsa", "velero-irsa-postrenderer", "velero-irsa-getter"} <= set(listed.split())
     helm3_list = subprocess.run([str(tools / "helm3"), "plugin", "list"], capture_output=True, env=env, check=False)
     assert helm3_list.returncode == 0, helm3_list.stderr.decode()
+
+
+def git(args: list[str], cwd) -> None:
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t"}
+    identity |= {"GIT_COMMITTER_EMAIL": "t@localhost", "PATH": SYSTEM_PATH, "HOME": str(cwd)}
+    subprocess.run(["git", *args], cwd=cwd, env=identity, check=True, capture_output=True)
+
+
+@pytest.mark.skipif(not shutil.which("git"), reason="needs git")
+@pytest.mark.parametrize("major", [3, 4])
+def test_install_from_git_and_update_run_install_sh(major, tmp_path, plugin_wheels):
+    """The way users install: from a git URL (here file://, nothing leaves the machine), then update."""
+    repo = copy_plugin(tmp_path / "repo")
+    git(["init", "-q"], repo)
+    git(["add", "."], repo)
+    git(["commit", "-qm", "plugin"], repo)
+    env = plugin_env(tmp_path, plugin_wheels)
+    helm = [str(helm_binary(major)), "plugin"]
+    verify = ["--verify=false"] if major == 4 else []  # Helm 4 checks signatures of all but local dirs
+
+    installed = subprocess.run([*helm, "install", f"file://{repo}", *verify], capture_output=True, env=env, check=False)
+    (repo / "bin" / "velero-irsa").write_text((repo / "bin" / "velero-irsa").read_text() + "# updated\n")
+    git(["commit", "-qam", "update"], repo)
+    updated = subprocess.run([*helm, "update", "velero-irsa"], capture_output=True, env=env, check=False)
+
+    assert installed.returncode == 0, installed.stderr.decode()
+    assert updated.returncode == 0, updated.stderr.decode()
+    said = (updated.stdout + updated.stderr).decode()
+    assert "installed velero-irsa 0.1.0 into " in said  # the update hook ran install.sh --force
+    plugin_dir = Path(re.search(r"installed velero-irsa 0\.1\.0 into (\S+)/\.venv-plugin", said).group(1))
+    assert (plugin_dir / "bin" / "velero-irsa").read_text().endswith("# updated\n")
+    version = subprocess.run([*helm[:1], "velero-irsa", "--version"], capture_output=True, env=env, check=False)
+    assert version.stdout == b"velero-irsa 0.1.0\n"
