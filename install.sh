@@ -163,6 +163,8 @@ same_dir() {
 
 # A Helm 3 on PATH whose default plugin directory is this one (Helm 3 and 4 default to the same).
 # Defaults only: a HELM_DATA_HOME set just for this Helm 4 run is how users keep the two apart.
+# TODO(shared dirs): a HELM_DATA_HOME or HELM_PLUGINS exported for both versions goes unnoticed, as
+# would a Helm 3 not on PATH; telling would need the environment Helm 3 runs in, which we never see.
 helm3_sharing() {
   dir="$1"
   for candidate in helm helm3; do

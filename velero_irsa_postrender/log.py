@@ -104,6 +104,7 @@ def _write_terminal(line: str) -> None:
         pass
 
 
+# TODO(rotation): the error log only grows (one line per failed run); rotate it past a size limit.
 def _append(path: Path, line: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
