@@ -33,7 +33,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds = args.stream_rounds = args.naive_rounds = args.import_runs = 1
-        args.sizes, args.naive_max_mb = "0.5,1", 1
+        args.sizes, args.naive_max_mb = "0.2,0.4", 0.4
     args.sizes = [float(size) for size in args.sizes.split(",")]
     return args
 

@@ -18,6 +18,18 @@ from benchmarks.measure import ROLE_ARN, Contender, Results, check, child_env, c
 FLOOR = "import sys, yaml, typer, jsonschema; sys.stdout.buffer.write(sys.stdin.buffer.read())"
 # Modules the --role-arn path must never load: AWS SDK, typer's pydantic coercion, rich help.
 MUST_NOT_IMPORT = ("boto3", "botocore", "pydantic", "rich", "urllib3")
+STREAM_COLUMNS = [
+    "input",
+    "documents",
+    "velero-irsa",
+    "MB/s",
+    "s per 10 MB",
+    "peak RSS",
+    "RSS ÷ input",
+    "naive",
+    "naive RSS",
+    "speed-up",
+]
 TOP_PACKAGES = 10
 DOCUMENTS_PER_MB = 500  # 100 MB ↔ 50 000 documents
 MB = streams.MB
@@ -178,8 +190,7 @@ def _stream_table(measured: dict[float, tuple[Results, int]], ours: str, naive: 
     table = Table(
         f"Large stream: generated, 500 documents per MB, one Velero release inside "
         f"(velero-irsa {rounds} rounds, naive {naive_rounds})",
-        ["input", "documents", "velero-irsa", "MB/s", "s per 10 MB", "peak RSS", "RSS ÷ input"]
-        + ["naive", "naive RSS", "speed-up"],
+        STREAM_COLUMNS,
         data={"sizes": {}},
     )
     base = max(naive_sizes) if naive_sizes else None
@@ -288,9 +299,7 @@ def _cold_table(results: Results, resolve: str, given: str, rounds: int, writes:
     )
     for name in (resolve, given):
         seconds = results.seconds(name)
-        table.rows.append(
-            [name, _ms(seconds), f"{seconds / results.seconds(given):.2f}", _mb(results.peak_rss(name))]
-        )
+        table.rows.append([name, _ms(seconds), f"{seconds / results.seconds(given):.2f}", _mb(results.peak_rss(name))])
     share = 1 - results.seconds(given) / results.seconds(resolve)
     table.notes += [
         f"AWS share of a resolving run (boto3 import, session, 5 calls to a local server): {share:.0%}",
