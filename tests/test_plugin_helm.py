@@ -101,6 +101,32 @@ def test_running_install_sh_again_changes_nothing(plugin):
     assert (plugin.run(["plugin", "list"], plugin.env).stdout, launcher.read_bytes()) == before
 
 
+def run_install_sh(plugin: Installed, **env: str) -> subprocess.CompletedProcess:
+    environment = {**plugin.env, "HELM_BIN": str(plugin.helm), **env}
+    return subprocess.run(
+        [str(plugin.checkout / "install.sh")], capture_output=True, text=True, env=environment, timeout=300, check=False
+    )
+
+
+def test_install_sh_prints_the_path_line_when_no_launcher_directory_is_on_path(plugin, tmp_path):
+    done = run_install_sh(plugin, PATH=SYSTEM_PATH)
+
+    assert done.returncode == 0, done.stderr
+    assert f'  export PATH="{plugin.home}/.local/bin:$PATH"\n' in done.stderr
+    assert (plugin.home / ".local" / "bin" / "velero-irsa").stat().st_mode & 0o111
+
+
+def test_install_sh_leaves_a_foreign_velero_irsa_alone(plugin, tmp_path):
+    foreign = tmp_path / "velero-irsa"
+    foreign.write_text("#!/bin/sh\necho mine\n")
+
+    done = run_install_sh(plugin, VELERO_IRSA_BIN_DIR=str(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert f"left {foreign} alone" in done.stderr
+    assert foreign.read_text() == "#!/bin/sh\necho mine\n"
+
+
 def test_post_renderer_annotates_the_server_account_and_ensure_role_agrees(plugin, helm_env, eks, tmp_path):
     chart = replay_chart(tmp_path, fixture_bytes("template-irsa.yaml"))
 
