@@ -191,6 +191,16 @@ def test_a_drifted_trust_policy_is_rewritten(kind, eks, proxy, via):
     assert (ensure(proxy, via).code, proxy.writes) == (0, [])
 
 
+def test_no_create_reports_drift_in_one_line_and_repairs_nothing(eks, proxy, via):
+    converged(proxy, via, eks)
+    drifted = _drifted_trust(eks, "missing aud")
+    eks.iam.update_assume_role_policy(RoleName=ROLE, PolicyDocument=json.dumps(drifted))
+    line = one_line_error(ensure(proxy, via, "--no-create"))
+    assert "out of date and --no-create was given" in line and "--dry-run" in line
+    assert proxy.writes == []
+    assert eks.trust(ROLE) == drifted
+
+
 def _edited(document: dict, kind: str) -> dict:
     edited = json.loads(json.dumps(document))
     if kind == "bucket changed":
