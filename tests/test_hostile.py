@@ -373,3 +373,22 @@ def test_a_billion_laughs_never_expands(where, offline_env):
         return
     assert (done.returncode, done.stdout) == (1, b""), stderr
     assert len(stderr.splitlines()) == 1 and "YAML bomb" in stderr, stderr
+
+
+CONFIG_SAMPLE = {
+    "binary": bytes(range(256)),
+    "bomb": (billion_laughs(10, 10) + "cluster: *l9\n").encode(),
+    "deep": b"tag: " + b"{a: " * 5000 + b"}" * 5000,
+    "two documents": b"cluster: a\n---\ncluster: b\n",
+    "non-string keys": b"1: x\nnull: y\n",
+    "a list": b"- cluster\n- prod\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_SAMPLE))
+def test_the_cli_answers_hostile_config_files_with_one_line(case, offline_env, tmp_path):
+    config = tmp_path / "velero-irsa.yaml"
+    config.write_bytes(CONFIG_SAMPLE[case])
+    result = run_cli(["--role-arn", ARN, "--config", str(config)], offline_env, IRSA, timeout=120)
+    assert (result.code, result.stdout) == (1, b""), result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "config file" in result.stderr, result.stderr
