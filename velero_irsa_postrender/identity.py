@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from velero_irsa_postrender import policy
-from velero_irsa_postrender.aws import Clients, is_code, translated
+from velero_irsa_postrender.aws import Clients, explained, is_code, translated
 from velero_irsa_postrender.errors import AwsError, ConfigError
 from velero_irsa_postrender.settings import Settings
 
@@ -39,7 +39,8 @@ def resolve_clusters(settings: Settings, clients: Clients) -> list[Cluster]:
         partition = policy.partition_for_region(clients.region or "")
         pairs = zip(settings.clusters, settings.oidc_issuers, strict=True)
         return [Cluster(name, issuer, account, partition) for name, issuer in pairs]
-    return [_describe(name, settings, clients) for name in settings.clusters]
+    with explained("look up the EKS clusters"):
+        return [_describe(name, settings, clients) for name in settings.clusters]
 
 
 def _describe(name: str, settings: Settings, clients: Clients) -> Cluster:
@@ -60,7 +61,7 @@ def _describe(name: str, settings: Settings, clients: Clients) -> Cluster:
 
 
 def _caller_account(clients: Clients) -> str:
-    with translated("identify the caller", "sts:GetCallerIdentity"):
+    with explained("identify the caller"), translated("identify the caller", "sts:GetCallerIdentity"):
         return clients.sts.get_caller_identity()["Account"]
 
 
