@@ -183,6 +183,8 @@ class Converger:
                 "run without --no-create, or see the difference with `velero-irsa ensure-role --dry-run`",
             )
         if needs_work:
+            # Only then: a converged run stays at five read calls. A provider deleted later goes
+            # unnoticed here; `velero-irsa doctor` checks it.
             self._check_prerequisites()
 
         self._converge_policy(policy_state)
