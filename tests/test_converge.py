@@ -436,3 +436,11 @@ def test_changed_role_options_are_applied_to_the_existing_role(eks, proxy, via):
     assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == other_boundary
     assert tags(role["Tags"])["team"] == "storage"
     assert tags(eks.iam.get_policy(PolicyArn=POLICY_ARN)["Policy"]["Tags"])["team"] == "storage"
+
+
+def test_a_role_path_that_iam_cannot_change_is_named_in_a_warning(eks, proxy, via):
+    converged(proxy, via, eks)
+    result = ensure(proxy, via, "--role-path", "/velero/")
+    assert result.code == 0, result.stderr
+    assert f"role {ROLE} stays at path /: IAM cannot move a role to /velero/" in result.stderr
+    assert result.stdout.decode().strip() == ROLE_ARN

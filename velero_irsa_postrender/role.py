@@ -411,6 +411,13 @@ class Converger:
         if role is None:
             self._write(Change("create", f"role {request.role_name}", None, wanted), self._create_role)
             return None if request.dry_run else self._eventually(self._get_role, until_found=True)
+        if role.get("Path", request.role_path) != request.role_path:
+            log.warning(
+                "role %s stays at path %s: IAM cannot move a role to %s (delete it or choose another --role-name)",
+                request.role_name,
+                role.get("Path"),
+                request.role_path,
+            )
         if not owned(role.get("Tags")):
             self._write(Change("adopt", f"role {request.role_name}"), self._tag_role)
         trust = role["AssumeRolePolicyDocument"]
