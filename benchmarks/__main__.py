@@ -53,7 +53,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> list[scenarios.Table]:
     return tables
 
 
-def header(args: argparse.Namespace) -> str:
+def header() -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
@@ -69,7 +69,7 @@ def _progress(what: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = options(argv)
-    print(header(args))
+    print(header())
     with tempfile.TemporaryDirectory(prefix="velero-irsa-bench-") as scratch:
         for table in run_all(args, Path(scratch)):
             print(table.markdown())

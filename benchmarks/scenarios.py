@@ -194,7 +194,9 @@ def large_stream(
     return [_stream_table(measured, ours.name, naive.name, rounds, naive_rounds)]
 
 
-def _stream_table(measured: dict[float, tuple[Results, int]], ours: str, naive: str, rounds: int, naive_rounds: int):
+def _stream_table(
+    measured: dict[float, tuple[Results, int]], ours: str, naive: str, rounds: int, naive_rounds: int
+) -> Table:
     naive_sizes = [s for s, (r, _) in measured.items() if naive in r.samples]
     table = Table(
         f"Large stream: generated, 500 documents per MB, one Velero release inside "
