@@ -160,7 +160,8 @@ class FaultProxy:
 def describe(method: str, path: str, headers: dict[str, str], body: bytes) -> Call:
     """Which API a request calls: the query ``Action``, the JSON target, or the REST method and path."""
     lowered = {k.lower(): v for k, v in headers.items()}
-    service = (_SERVICE.search(lowered.get("authorization", "")) or [None, "?"])[1]
+    signed_for = _SERVICE.search(lowered.get("authorization", ""))
+    service = signed_for.group(1) if signed_for else "?"
     if lowered.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         action = parse_qs(body.decode("utf-8", "replace")).get("Action", ["?"])[0]
         return Call(service, action, not action.startswith(READ_PREFIXES))
