@@ -262,7 +262,7 @@ def test_policies_attached_by_hand_are_named_in_a_warning_and_left_alone(eks, pr
     result = ensure(proxy, via)
     assert result.code == 0, result.stderr
     assert proxy.writes == []
-    assert f"warning: role {ROLE} also has policies attached by hand, left alone: {extra}" in result.stderr
+    assert f"warning: role {ROLE} also has other policies attached, left alone: {extra}" in result.stderr
     assert sorted(eks.attached(ROLE)) == sorted([POLICY_ARN, extra])
 
 

@@ -37,6 +37,12 @@ class Target:
 def target_from_settings(settings: Settings, helm_namespace: str | None = None) -> Target:
     """The target of ``ensure-role`` and ``values``, where no manifest says anything."""
     namespace = settings.namespace or helm_namespace or DEFAULT_NAMESPACE
+    if not settings.namespace and helm_namespace == "default":
+        # Helm sets HELM_NAMESPACE=default for every plugin call without -n; Velero rarely lives there.
+        log.warning(
+            "namespace `default` comes from HELM_NAMESPACE (no -n given); Velero usually runs in "
+            "`velero`: pass -n / --namespace if the trust policy should name another namespace"
+        )
     account = settings.service_account or DEFAULT_SERVICE_ACCOUNT
     return Target(namespace, account, [])
 
@@ -44,7 +50,15 @@ def target_from_settings(settings: Settings, helm_namespace: str | None = None) 
 def choose_buckets(settings: Settings, rendered: list[Bucket]) -> list[Bucket]:
     """``--bucket`` wins; else the BackupStorageLocations' buckets; else ``velero-<cluster>``."""
     if settings.buckets:
-        return [Bucket(name, settings.bucket_prefix or "", "") for name in settings.buckets]
+        given = [Bucket(name, settings.bucket_prefix or "", "") for name in settings.buckets]
+        left_out = sorted({b.name for b in rendered} - {b.name for b in given})
+        if left_out:
+            log.warning(
+                "--bucket replaces the BackupStorageLocations' buckets: the role will not reach %s, "
+                "which Velero is configured to use",
+                ", ".join(left_out),
+            )
+        return given
     if rendered:
         return rendered
     if settings.cluster:
@@ -58,7 +72,7 @@ def given_role(settings: Settings, target: Target) -> RoleResult:
     validate_role_arn(arn)
     log.debug("using the given role %s without calling AWS", arn)
     return RoleResult(
-        arn, arn.rsplit("/", 1)[-1], "", policy.subject(target.namespace, target.service_account), managed=False
+        arn, arn.rsplit("/", 1)[-1], None, policy.subject(target.namespace, target.service_account), managed=False
     )
 
 

@@ -131,7 +131,7 @@ class RoleRequest:
 class RoleResult:
     role_arn: str
     role_name: str
-    policy_arn: str
+    policy_arn: str | None
     trust_subject: str
     changes: list[Change] = field(default_factory=list)
     dry_run: bool = False
@@ -266,8 +266,21 @@ class Converger:
                     "pass --adopt to let velero-irsa take it over and fix it, or choose another --role-name",
                 )
         log.info("role %s is not managed by velero-irsa; using it as it is (read-only)", request.role_name)
+        attached = self._attached_policies(role)
+        if request.policy_arn not in attached:
+            log.warning(
+                "role %s does not have %s attached (attached: %s); Velero gets only what those grant",
+                request.role_name,
+                request.policy_arn,
+                ", ".join(attached) or "none",
+            )
         return RoleResult(
-            role["Arn"], request.role_name, request.policy_arn, request.subject, dry_run=request.dry_run, managed=False
+            role["Arn"],
+            request.role_name,
+            request.policy_arn if request.policy_arn in attached else None,
+            request.subject,
+            dry_run=request.dry_run,
+            managed=False,
         )
 
     # -- prerequisites -----------------------------------------------------------------------
@@ -277,7 +290,7 @@ class Converger:
         for cluster in [] if request.pod_identity else request.clusters:
             change = check_oidc_provider(cluster, self.clients, request.create_oidc_provider, request.dry_run)
             if change:
-                self.changes.append(Change("create", f"oidc-provider {cluster.provider_arn}"))
+                self._record(Change("create", f"oidc-provider {cluster.provider_arn}"))
         for bucket in request.buckets:
             self._check_bucket(bucket)
 
@@ -302,7 +315,7 @@ class Converger:
                 f"bucket {bucket.name} does not exist",
                 "create it, fix the bucket in the BackupStorageLocation / --bucket, or pass --create-bucket",
             )
-        self.changes.append(Change("create", f"bucket {bucket.name}"))
+        self._record(Change("create", f"bucket {bucket.name}"))
         if self.request.dry_run:
             return
         region = bucket.region or self.request.bucket_region or self.clients.region
@@ -512,9 +525,7 @@ class Converger:
         request = self.request
         extra = [arn for arn in attached if arn != request.policy_arn]
         if extra:
-            log.warning(
-                "role %s also has policies attached by hand, left alone: %s", request.role_name, ", ".join(extra)
-            )
+            log.warning("role %s also has other policies attached, left alone: %s", request.role_name, ", ".join(extra))
         if request.policy_arn in attached:
             return
         self._write(
@@ -529,6 +540,12 @@ class Converger:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _write(self, change: Change, apply: Callable[[], Any]) -> None:
+        self._record(change)
+        if not self.request.dry_run:
+            apply()
+
+    def _record(self, change: Change) -> None:
+        """Note a change and say it on stderr: the plan in a dry run, the action otherwise."""
         self.changes.append(change)
         if self.request.dry_run:
             log.info("would %s", change.describe())
@@ -538,7 +555,6 @@ class Converger:
         log.info("%s", change.describe()[0].upper() + change.describe()[1:])
         for line in change.diff():
             log.debug("    %s", line)
-        apply()
 
     def _eventually(self, call: Callable[[], Any], until_found: bool = False) -> Any:
         """Retry a call that IAM's eventual consistency may answer with NoSuchEntity for a moment.

@@ -94,12 +94,15 @@ class Planner:
 
         if role is not None and self.settings.mode == policy.POD_IDENTITY:
             plan.steps += self._association_steps(role["Arn"], plan)
-        if role is not None:
-            plan.steps += self._detach_steps(name, plan)
+        attached = self._attached(name) if role is not None else []
+        plan.steps += self._detach_steps(name, attached)
         if found is not None and owned(found.get("Tags")):
             plan.steps += self._policy_steps(policy_arn)
         elif found is not None:
             plan.kept.append(f"policy {policy_arn}: not managed by velero-irsa")
+        for arn in attached:
+            if arn != policy_arn:
+                plan.steps += self._earlier_policy_steps(arn, name, plan)
         if role is not None:
             plan.steps.append(
                 Step("delete", f"role {name}", "iam:DeleteRole", lambda: self.iam.delete_role(RoleName=name))
@@ -192,10 +195,25 @@ class Planner:
             steps.append(Step("delete", target, "eks:DeletePodIdentityAssociation", call))
         return steps
 
-    def _detach_steps(self, role_name: str, plan: Plan) -> list[Step]:
+    def _attached(self, role_name: str) -> list[str]:
         with translated(f"list the policies of role {role_name}", "iam:ListAttachedRolePolicies"):
             pages = self.iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name)
-            attached = [item["PolicyArn"] for page in pages for item in page["AttachedPolicies"]]
+            return [item["PolicyArn"] for page in pages for item in page["AttachedPolicies"]]
+
+    def _earlier_policy_steps(self, arn: str, role_name: str, plan: Plan) -> list[Step]:
+        """A policy of ours from an earlier --policy-name or --role-path goes too, unless shared."""
+        found = self._get_policy(arn)
+        if found is None or not owned(found.get("Tags")):
+            plan.kept.append(f"policy {arn}: not managed by velero-irsa")
+            return []
+        try:
+            self._check_policy_unshared(arn, role_name)
+        except AwsError as error:
+            plan.kept.append(f"policy {arn}: {error.message}")
+            return []
+        return self._policy_steps(arn)
+
+    def _detach_steps(self, role_name: str, attached: list[str]) -> list[Step]:
         return [
             Step(
                 "detach",
