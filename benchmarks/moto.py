@@ -87,7 +87,12 @@ def counting_moto() -> Iterator[tuple[str, Counter]]:
 
 def arrange_cluster(endpoint: str) -> None:
     """An EKS cluster with its IAM OIDC provider and the fixtures' backup bucket, as a real account has."""
+    import urllib.request
+
     import boto3
+
+    # moto keeps its state per process: start from an empty account even if another server ran here.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).read()
 
     def client(service: str) -> Any:
         return boto3.client(

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("VELERO_IRSA_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "velero-12.1.0"
 CACHE = Path(os.environ.get("VELERO_IRSA_CACHE", Path.home() / ".cache" / "velero-irsa"))
 

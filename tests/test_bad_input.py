@@ -78,3 +78,71 @@ def test_help_explains_and_version_prints(offline_env):
     from velero_irsa_postrender import __version__
 
     assert run_cli(["--version"], offline_env).stdout.decode().strip() == f"velero-irsa {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--clustr=prod-eu"], "No such option: --clustr"),
+        (["ensur-role"], "No such command 'ensur-role'. Did you mean 'ensure-role'?"),
+        (["ensure-role", "--max-session-duration", "abc"], "Invalid value for '--max-session-duration'"),
+    ],
+)
+def test_a_mistyped_command_line_is_one_line_with_exit_2(offline_env, args, message):
+    result = run_cli(args, offline_env, IRSA)
+    assert (result.code, result.stdout) == (2, b"")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("velero-irsa: error: ") and message in lines[0]
+    assert lines[0].endswith("--help`)")
+
+
+def test_under_helm4_a_usage_error_reaches_the_error_log(offline_env, tmp_path):
+    env = {**offline_env, "HELM_PLUGIN_NAME": "velero-irsa-postrenderer", "XDG_STATE_HOME": str(tmp_path / "state")}
+    result = run_cli(["--clustr=prod-eu"], env, IRSA)
+    assert result.code == 2
+    logged = (tmp_path / "state" / "velero-irsa" / "error.log").read_text()
+    assert "velero-irsa: error: No such option: --clustr" in logged
+
+
+def test_post_render_from_a_terminal_says_what_it_expects(offline_env):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "velero_irsa_postrender", "post-render", "--role-arn", ARN],
+            stdin=secondary,
+            capture_output=True,
+            env=offline_env,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert b"stdin is a terminal" in done.stderr
+
+
+def test_a_closed_stdout_ends_quietly(offline_env):
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "velero_irsa_postrender", "--role-arn", ARN],
+        input=fixture_bytes("template-irsa-with-crds.yaml"),  # 170 KB: more than a pipe holds
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        env=offline_env,
+        timeout=60,
+        check=False,
+    )
+    reader.stdin.close()
+    reader.wait(timeout=30)
+    assert done.returncode == 1
+    assert b"annotated ServiceAccount velero/velero-server" in done.stderr  # it got as far as writing
+    assert b"Traceback" not in done.stderr and b"BrokenPipeError" not in done.stderr

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Annotated, Any
 
 import typer
+from typer.exceptions import TyperException
 
 from velero_irsa_postrender import __version__
 from velero_irsa_postrender import log as logs
@@ -218,7 +219,8 @@ ROLE_OPTIONS: list[tuple[str, Any]] = [
             str | None,
             _option(
                 "region",
-                "AWS region. Default: the AWS chain (AWS_REGION, profile), then the bucket's region.",
+                "AWS region. Default: the AWS chain (AWS_REGION, profile); post-render then tries the "
+                "BackupStorageLocation's region.",
                 rich_help_panel=AWS,
             ),
         ],
@@ -294,7 +296,12 @@ ROLE_OPTIONS: list[tuple[str, Any]] = [
         Annotated[
             bool,
             typer.Option(
-                "--verbose", "-v", help="Debug logs on stderr (also HELM_DEBUG=true).", rich_help_panel=BEHAVIOUR
+                "--verbose",
+                "-v",
+                help="Debug logs on stderr (also HELM_DEBUG=true).",
+                envvar="VELERO_IRSA_VERBOSE",
+                show_envvar=True,
+                rich_help_panel=BEHAVIOUR,
             ),
         ],
     ),
@@ -369,6 +376,9 @@ class boundary:
     def __exit__(self, kind: Any, error: BaseException | None, _tb: Any) -> bool:
         if error is None or isinstance(error, (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit)):
             return False
+        if isinstance(error, BrokenPipeError):  # the reader went away (`| head`); nobody is listening
+            sys.stdout = None  # type: ignore[assignment]
+            raise typer.Exit(code=1)
         if isinstance(error, VeleroIrsaError):
             log.error("%s", error)
             if self.debug:
@@ -413,6 +423,11 @@ def post_render_command(settings: Settings) -> None:
     """
     from velero_irsa_postrender.postrender import post_render
 
+    if sys.stdin.isatty():
+        raise ConfigError(
+            "post-render reads Helm's rendered manifests on stdin, and stdin is a terminal",
+            "pipe them in (`helm template … | velero-irsa post-render …`) or let Helm run it with --post-renderer",
+        )
     manifests = sys.stdin.buffer.read()
     rendered, _ = post_render(manifests, settings)
     for piece in rendered:  # views of the input: a large render is written without a copy
@@ -582,12 +597,18 @@ def download_command(
 
 
 def route(argv: list[str], stdin_is_tty: bool) -> list[str]:
-    """No command given and manifests on stdin: behave as ``post-render`` (Helm 3 calls us bare)."""
+    """No command given and manifests on stdin: behave as ``post-render`` (Helm 3 calls us bare).
+
+    A first word that is not an option is a command name, maybe mistyped: click should say so
+    rather than post-render complain about an extra argument.
+    """
     if any(arg in _COMMANDS for arg in argv):
         return argv
     if any(arg in _ROOT_FLAGS for arg in argv) or (not argv and stdin_is_tty):
         return argv
     if COMPLETION_ENV in os.environ:  # shell completion reads COMP_WORDS and must see every command
+        return argv
+    if argv and not argv[0].startswith("-"):
         return argv
     return ["post-render", *argv]
 
@@ -595,8 +616,29 @@ def route(argv: list[str], stdin_is_tty: bool) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=route(args, sys.stdin is None or sys.stdin.isatty()), prog_name="velero-irsa")
+        code = app(
+            args=route(args, sys.stdin is None or sys.stdin.isatty()), prog_name="velero-irsa", standalone_mode=False
+        )
+    except typer.Abort:
+        code = 130
+    except TyperException as error:  # typer's own click: usage errors (bad option, bad value, no command)
+        code = _usage_error(error)
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing left to say, and nobody to say it to on stdout.
+        sys.stdout = None  # type: ignore[assignment]
+        code = 1
     finally:
         # Everything alive now dies with the process; frozen, the interpreter's shutdown collections
         # skip it instead of walking it several times (15-20 ms, a tenth of a Helm render's cost).
         gc.freeze()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(error: TyperException) -> int:
+    """A mistyped command line gets one line too, through the logger, so Helm 4 users see it."""
+    logs.configure(logs.debug_requested())
+    context = getattr(error, "ctx", None)
+    where = context.command_path if context else "velero-irsa"
+    message = error.format_message() if hasattr(error, "format_message") else str(error)
+    log.error("%s (see `%s --help`)", " ".join(message.split()), where)
+    return int(getattr(error, "exit_code", 2))
