@@ -146,3 +146,26 @@ def test_a_closed_stdout_ends_quietly(offline_env):
     assert done.returncode == 1
     assert b"annotated ServiceAccount velero/velero-server" in done.stderr  # it got as far as writing
     assert b"Traceback" not in done.stderr and b"BrokenPipeError" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        (
+            b'bucket: "velero-prod-eu"',
+            b'bucket: "s3://velero-prod-eu"',
+            "'s3://velero-prod-eu' is not an S3 bucket name",
+        ),
+        (b"serviceAccountName: velero-server", b"serviceAccountName: Velero_Server", "is not a Kubernetes object name"),
+    ],
+)
+def test_names_from_the_manifests_meet_the_same_rules_as_flags(offline_env, before, after, message):
+    stream = IRSA.replace(before, after)
+    if b"Velero_Server" in stream:
+        stream = stream.replace(
+            b"  name: velero-server\n  namespace: velero\n", b"  name: Velero_Server\n  namespace: velero\n", 1
+        )
+    result = run_cli(["--role-arn", ARN], offline_env, stream)
+    assert (result.code, result.stdout) == (1, b"")
+    assert message in result.stderr and "fix the chart values" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -199,6 +199,9 @@ def translated(doing: str, action: str = "") -> Iterator[None]:
             f"the connection to AWS failed while trying to {doing} ({type(error).__name__})",
             "retry; the run is safe to repeat",
         ) from None
+    except bx.ParamValidationError as error:
+        reason = " ".join(str(error).split())[:300]
+        raise AwsError(f"cannot {doing}: a value is not valid for AWS ({reason})", "fix the value it names") from None
 
 
 @contextmanager

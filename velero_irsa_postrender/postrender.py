@@ -12,7 +12,7 @@ from velero_irsa_postrender.errors import ConfigError, ManifestError
 from velero_irsa_postrender.inject import ROLE_ARN_ANNOTATION, current_annotation, set_annotation
 from velero_irsa_postrender.policy import POD_IDENTITY
 from velero_irsa_postrender.role import RoleResult
-from velero_irsa_postrender.settings import Settings
+from velero_irsa_postrender.settings import Settings, validate
 from velero_irsa_postrender.velero import VeleroServer, attach_service_account, find_buckets, find_server
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,19 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
     with _broken_yaml_explains(documents):
         attach_service_account(server, documents)
     target = Target(server.namespace, server.service_account, find_buckets(documents))
+    _check_rendered_names(target)
     return documents, server, target
+
+
+def _check_rendered_names(target: Target) -> None:
+    """Names from the manifests meet the same rules as the flags, before they reach a trust policy."""
+    rendered = {"namespace": target.namespace, "service-account": target.service_account}
+    if target.buckets:
+        rendered["bucket"] = [bucket.name for bucket in target.buckets]
+    try:
+        validate(rendered, "the rendered Velero release")
+    except ConfigError as error:
+        raise ManifestError(error.message, "fix the chart values that rendered it") from None
 
 
 @contextmanager
