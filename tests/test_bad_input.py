@@ -169,3 +169,21 @@ def test_names_from_the_manifests_meet_the_same_rules_as_flags(offline_env, befo
     assert (result.code, result.stdout) == (1, b"")
     assert message in result.stderr and "fix the chart values" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        (
+            b'bucket: "velero-prod-eu"\n',
+            b'bucket: "velero-prod-eu"\n    prefix: "a*"\n',
+            "'a*' is not an S3 key prefix",
+        ),
+        (b'region: "eu-central-1"\n---', b'region: "moon"\n---', "'moon' is not an AWS region"),
+    ],
+)
+def test_a_wildcard_prefix_or_odd_region_in_a_location_is_refused(offline_env, before, after, message):
+    assert before in IRSA
+    result = run_cli(["--role-arn", ARN], offline_env, IRSA.replace(before, after, 1))
+    assert (result.code, result.stdout) == (1, b""), result.stderr
+    assert message in result.stderr

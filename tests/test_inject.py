@@ -91,3 +91,14 @@ def test_removing_the_annotation_leaves_the_rest(raw):
     out = edit(raw, None)
     assert current_annotation(yaml.safe_load(out)) is None
     assert yaml.safe_load(out)["metadata"]["name"] == "a"
+
+
+def test_a_flow_style_account_on_the_marker_line_keeps_its_marker():
+    stream_bytes = b"---\nkind: ConfigMap\nmetadata: {name: before}\n--- {kind: ServiceAccount, metadata: {name: a}}\n"
+    documents = stream.split(stream_bytes)
+    stream.parse_candidates(documents)
+    account = documents[1]
+    out = set_annotation(account, account.objects[0], ARN)
+    parsed = list(yaml.safe_load_all(bytes(documents[0].raw) + out))
+    assert [d["kind"] for d in parsed] == ["ConfigMap", "ServiceAccount"]
+    assert parsed[1]["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ARN}

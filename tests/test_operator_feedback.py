@@ -71,3 +71,45 @@ def test_a_policy_from_an_earlier_name_is_called_other_not_hand_made(eks, env):
     assert result.code == 0, result.stderr
     old = f"arn:aws:iam::{ACCOUNT}:policy/{ROLE}_policy"
     assert f"also has other policies attached, left alone: {old}" in result.stderr
+
+
+def test_no_create_with_adopt_never_writes_not_even_a_tag(eks, env):
+    assert run_cli(ENSURE, env).code == 0
+    policy_arn = f"arn:aws:iam::{ACCOUNT}:policy/{ROLE}_policy"
+    eks.iam.untag_policy(PolicyArn=policy_arn, TagKeys=["app.kubernetes.io/managed-by"])
+
+    result = run_cli([*ENSURE, "--no-create", "--adopt"], env)
+    assert (result.code, result.stdout) == (1, b"")
+    assert "--no-create" in result.stderr
+    tags = eks.iam.get_policy(PolicyArn=policy_arn)["Policy"].get("Tags", [])
+    assert "app.kubernetes.io/managed-by" not in [t["Key"] for t in tags]
+
+
+def test_doctor_uses_helm_namespace_like_ensure_role(eks, env):
+    helm_env = {**env, "HELM_NAMESPACE": "backup"}
+    assert run_cli(["ensure-role", "--cluster", CLUSTER, "--bucket", BUCKET], helm_env).code == 0
+    result = run_cli(["doctor", "--cluster", CLUSTER, "--bucket", BUCKET, "-o", "json"], helm_env)
+    assert result.code == 0, result.stdout.decode() + result.stderr
+    assert "AWSIRSAprod-eubackupVelero" in result.stdout.decode()
+
+
+def test_only_the_first_word_routes_so_an_option_value_cannot_divert_a_render():
+    from velero_irsa_postrender.cli import route
+
+    assert route(["-n", "doctor", "--role-arn", "x"], stdin_is_tty=False)[0] == "post-render"
+    assert route(["ensure-role", "--dry-run"], stdin_is_tty=False) == ["ensure-role", "--dry-run"]
+    assert route(["ensur-role"], stdin_is_tty=False) == ["ensur-role"]
+    assert route([], stdin_is_tty=False) == ["post-render"]
+    assert route([], stdin_is_tty=True) == []
+
+
+def test_a_bare_403_from_s3_names_the_denied_action():
+    import pytest
+    from botocore.exceptions import ClientError
+
+    from velero_irsa_postrender.aws import translated
+    from velero_irsa_postrender.errors import AwsError
+
+    denied = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
+    with pytest.raises(AwsError, match=r"s3:ListBucket was denied"), translated("check bucket b", "s3:ListBucket"):
+        raise denied

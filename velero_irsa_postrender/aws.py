@@ -143,6 +143,7 @@ _DENIED = (
     "ExpiredToken",
     "ExpiredTokenException",
     "SignatureDoesNotMatch",
+    "403",  # S3's HeadBucket answers a denied s3:ListBucket with a bare status code
 )
 
 

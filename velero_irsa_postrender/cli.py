@@ -599,16 +599,16 @@ def download_command(
 def route(argv: list[str], stdin_is_tty: bool) -> list[str]:
     """No command given and manifests on stdin: behave as ``post-render`` (Helm 3 calls us bare).
 
-    A first word that is not an option is a command name, maybe mistyped: click should say so
-    rather than post-render complain about an extra argument.
+    Only the first word decides, so an option value that happens to be a command name (`-n doctor`)
+    cannot divert a render. A first word that is not an option is a command name, maybe mistyped:
+    click should say so rather than post-render complain about an extra argument.
     """
-    if any(arg in _COMMANDS for arg in argv):
-        return argv
-    if any(arg in _ROOT_FLAGS for arg in argv) or (not argv and stdin_is_tty):
-        return argv
     if COMPLETION_ENV in os.environ:  # shell completion reads COMP_WORDS and must see every command
         return argv
-    if argv and not argv[0].startswith("-"):
+    if not argv:
+        return argv if stdin_is_tty else ["post-render"]
+    first = argv[0]
+    if first in _COMMANDS or first in _ROOT_FLAGS or not first.startswith("-"):
         return argv
     return ["post-render", *argv]
 

@@ -188,7 +188,15 @@ def _reserialise(text: str, expected: list[Any], newline: str, bom: str) -> byte
     """Fallback: keep the chunk's leading marker and comments, dump the bodies again."""
     head = []
     for line in text.replace("\r\n", "\n").split("\n"):
-        if line.startswith("#") or line.strip() == "---" or not line.strip():
+        if line.startswith("---") and line[3:4] in ("", " ", "\t"):
+            # The marker must survive even when content shares its line (`--- {kind: …}`), or this
+            # document would run into the one before it.
+            inline = line[3:].strip()
+            head.append("---" if inline and not inline.startswith("#") else line)
+            if inline and not inline.startswith("#"):
+                break
+            continue
+        if line.startswith("#") or not line.strip():
             head.append(line)
             continue
         break

@@ -65,10 +65,21 @@ class _Lazy:
         return self._real.coerce(value, param=param, ctx=ctx)
 
 
+def _understood(param: Any) -> bool:
+    """True when the option has every attribute _Lazy reads (typer 0.29's layout); else typer decides."""
+    descriptor = getattr(param, "type_descriptor", None)
+    info = getattr(descriptor, "parameter_info", None)
+    return (
+        getattr(param, "_runtime_param", False) is None
+        and all(hasattr(descriptor, name) for name in ("annotation", "file_annotation"))
+        and hasattr(info, "parser")
+    )
+
+
 def _make_lazy(command: Any, ctx: Any) -> None:
     # get_params adds the help option, which typer creates (and would coerce) on first use.
     for param in command.get_params(ctx) if command is not None else ():
-        if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+        if _understood(param):
             param._runtime_param = _Lazy(param)
 
 

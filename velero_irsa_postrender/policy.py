@@ -65,7 +65,7 @@ def _bounded(name: str, limit: int) -> str:
 
 def _clean(part: str) -> str:
     """Keep only characters IAM allows in names."""
-    return re.sub(r"[^\w+=,.@-]", "-", part)
+    return re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", part)
 
 
 def role_name(cluster: str, namespace: str) -> str:

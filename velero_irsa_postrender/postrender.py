@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from velero_irsa_postrender import stream
 from velero_irsa_postrender.ensure import Target, ensure_role
@@ -48,11 +49,13 @@ def locate(manifests: bytes, settings: Settings) -> tuple[list[stream.Document],
 
 def _check_rendered_names(target: Target) -> None:
     """Names from the manifests meet the same rules as the flags, before they reach a trust policy."""
-    rendered = {"namespace": target.namespace, "service-account": target.service_account}
-    if target.buckets:
-        rendered["bucket"] = [bucket.name for bucket in target.buckets]
+    checks: list[dict[str, Any]] = [{"namespace": target.namespace, "service-account": target.service_account}]
+    for bucket in target.buckets:  # a prefix like `a*` would widen the policy inside the bucket
+        location = {"bucket": bucket.name, "bucket-prefix": bucket.prefix, "region": bucket.region or None}
+        checks.append({key: value for key, value in location.items() if value})
     try:
-        validate(rendered, "the rendered Velero release")
+        for rendered in checks:
+            validate(rendered, "the rendered Velero release")
     except ConfigError as error:
         raise ManifestError(error.message, "fix the chart values that rendered it") from None
 

@@ -209,6 +209,8 @@ class Converger:
             return True
         if owned(policy_state.get("Tags")) and tags_differ(policy_state.get("Tags"), request.tags()):
             return True
+        if request.adopt and not (owned(role.get("Tags")) and owned(policy_state.get("Tags"))):
+            return True  # adopting tags what it takes over: a write
         return request.policy_arn not in attached or self._role_settings_drift(role)
 
     # -- reading -----------------------------------------------------------------------------
@@ -304,11 +306,6 @@ class Converger:
             if not is_code(error, "404", "NoSuchBucket", "NotFound"):
                 if is_code(error, "301", "PermanentRedirect"):
                     return  # the bucket exists in another region
-                if is_code(error, "403"):
-                    raise AwsError(
-                        f"access to bucket {bucket.name} is denied (403)",
-                        "check the bucket name: it may belong to another account",
-                    ) from None
                 raise
         if not self.request.create_bucket:
             raise AwsError(
