@@ -113,3 +113,11 @@ def test_a_bare_403_from_s3_names_the_denied_action():
     denied = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
     with pytest.raises(AwsError, match=r"s3:ListBucket was denied"), translated("check bucket b", "s3:ListBucket"):
         raise denied
+
+
+def test_without_a_configured_region_post_render_uses_the_locations_region(eks, env):
+    no_region = {key: value for key, value in env.items() if key != "AWS_REGION"}
+    result = run_cli(["--cluster", CLUSTER], no_region, fixture_bytes("template-irsa.yaml"))
+    assert result.code == 0, result.stderr
+    assert "using the backup bucket's region eu-central-1" in result.stderr
+    assert f"arn:aws:iam::{ACCOUNT}:role/{ROLE}".encode() in result.stdout

@@ -26,9 +26,14 @@ class Clients:
     """One boto3 session, one client per service, created on first use."""
 
     def __init__(
-        self, region: str | None = None, profile: str | None = None, on_call: Callable[[str, str], None] | None = None
+        self,
+        region: str | None = None,
+        profile: str | None = None,
+        on_call: Callable[[str, str], None] | None = None,
+        fallback_region: str | None = None,
     ) -> None:
         self._region, self._profile, self._on_call = region, profile, on_call
+        self._fallback_region = fallback_region
         self._session: Any = None
         self._clients: dict[str, Any] = {}
 
@@ -45,7 +50,8 @@ class Clients:
 
     @property
     def region(self) -> str | None:
-        return self.session.region_name
+        """The configured region (flag, AWS_REGION, profile), else the fallback (a bucket's region)."""
+        return self.session.region_name or self._fallback_region
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -58,7 +64,7 @@ class Clients:
                 user_agent_extra="velero-irsa",
             )
             with translated(f"create the {service} client"):
-                client = self.session.client(service, config=config)
+                client = self.session.client(service, region_name=self.region, config=config)
             client.meta.events.register("before-call.*.*", self._before_call)
             self._clients[service] = client
             self._hide_credentials()

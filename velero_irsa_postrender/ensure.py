@@ -118,12 +118,10 @@ def clients_for(settings: Settings, buckets: list[Bucket]) -> Clients:
     """The AWS clients; with no region configured, the backup bucket's region."""
     from velero_irsa_postrender.aws import Clients
 
-    clients = Clients(settings.region, settings.profile)
-    if clients.region is None:
-        fallback = next((b.region for b in buckets if b.region), None)
-        if fallback:
-            log.info("no AWS region configured; using the backup bucket's region %s", fallback)
-            clients = Clients(fallback, settings.profile)
+    fallback = next((b.region for b in buckets if b.region), None)
+    clients = Clients(settings.region, settings.profile, fallback_region=fallback)
+    if fallback and clients.session.region_name is None:
+        log.info("no AWS region configured; using the backup bucket's region %s", fallback)
     return clients
 
 
