@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("VELERO_IRSA_FIXTURES", REPO.parent / "shared" / "fixtures" / "velero-12.1.0"))
+FIXTURES = Path(os.environ.get("VELERO_IRSA_SHARED", REPO.parent / "shared")) / "fixtures" / "velero-12.1.0"
 RELEASE_FIXTURE = "template-irsa.yaml"
 MB = 1_000_000
 

@@ -128,3 +128,28 @@ def test_doctor_checks_every_cluster_of_the_role(aws, env):
     assert drifted.code == 1
     trust = next(row for row in drifted.json["checks"] if row["check"] == "trust")
     assert trust["status"] == "fail" and "from cluster eu-b" in trust["detail"]
+
+
+def test_delete_role_keeps_a_role_another_cluster_still_uses(aws, env):
+    prepare(aws, "eu-a", "eu-b")
+    assert run_cli(args("eu-a", "eu-b"), env).code == 0
+    delete = ["delete-role", "--namespace", "velero", "--account-id", ACCOUNT]
+
+    refused = run_cli([*delete, "--cluster", "eu-a", "--oidc-issuer", ISSUERS["eu-a"]], env)
+    assert (refused.code, refused.stdout) == (1, b"")
+    assert "also serves cluster eu-b" in refused.stderr
+    assert aws.iam.get_role(RoleName=ROLE)["Role"]["RoleName"] == ROLE
+
+    both = [
+        "--cluster",
+        "eu-a",
+        "--cluster",
+        "eu-b",
+        "--oidc-issuer",
+        ISSUERS["eu-a"],
+        "--oidc-issuer",
+        ISSUERS["eu-b"],
+    ]
+    done = run_cli([*delete, *both], env)
+    assert done.code == 0, done.stderr
+    assert aws.iam.list_roles()["Roles"] == []

@@ -166,7 +166,7 @@ def validate(data: Any, where: str, schema: str = "config.schema.json") -> None:
         return
     key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     message = error.message
-    if error.validator == "pattern" and isinstance(error.schema, dict) and error.schema.get("description"):
+    if error.validator in ("pattern", "not") and isinstance(error.schema, dict) and error.schema.get("description"):
         message = f"{error.instance!r} is not {error.schema['description']}"  # words, not a regex
     raise ConfigError(
         f"{where}: {key}: {_short(message)} (schema rule: {error.validator})", _hint_for(key.split(".")[0])

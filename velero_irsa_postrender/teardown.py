@@ -18,7 +18,7 @@ from velero_irsa_postrender import podidentity, policy
 from velero_irsa_postrender.aws import Clients, is_code, translated
 from velero_irsa_postrender.ensure import clients_for, target_from_settings
 from velero_irsa_postrender.errors import AwsError, ConfigError
-from velero_irsa_postrender.role import MANAGED_BY, owned
+from velero_irsa_postrender.role import CLUSTER_TAG, MANAGED_BY, owned
 from velero_irsa_postrender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class Planner:
         role = self._get_role(name)
         if role is not None and not owned(role.get("Tags")):
             raise AwsError(f"role {name} is not managed by velero-irsa (no {'='.join(MANAGED_BY)} tag)", NOT_OURS_HINT)
+        if role is not None:
+            self._check_serves_only_these_clusters(name, role)
         policy_arn = self._policy_arn(name, role)
         found = self._get_policy(policy_arn)
         if found is not None and owned(found.get("Tags")):
@@ -150,6 +152,18 @@ class Planner:
             if is_code(error, "NoSuchEntity"):
                 return None
             raise
+
+    def _check_serves_only_these_clusters(self, name: str, role: dict[str, Any]) -> None:
+        """A role shared by several clusters goes only when every one of them is named."""
+        tags = {tag["Key"]: tag["Value"] for tag in role.get("Tags") or []}
+        serves = set(tags.get(CLUSTER_TAG, "").split())
+        others = sorted(serves - set(self.settings.clusters))
+        if self.settings.clusters and others:
+            raise AwsError(
+                f"role {name} also serves cluster {', '.join(others)} (tag {CLUSTER_TAG})",
+                "name every cluster it serves with --cluster to delete it, or run ensure-role without the "
+                "clusters you are retiring",
+            )
 
     def _check_policy_unshared(self, arn: str, role_name: str) -> None:
         with translated(f"list what uses policy {arn}", "iam:ListEntitiesForPolicy"):
