@@ -121,3 +121,22 @@ def test_without_a_configured_region_post_render_uses_the_locations_region(eks, 
     assert result.code == 0, result.stderr
     assert "using the backup bucket's region eu-central-1" in result.stderr
     assert f"arn:aws:iam::{ACCOUNT}:role/{ROLE}".encode() in result.stdout
+
+
+def test_under_helm4_a_warning_reaches_the_error_log_too(eks, env, tmp_path):
+    eks.create_bucket("velero-shared")
+    state = tmp_path / "state"
+    helm4 = {**env, "HELM_PLUGIN_NAME": "velero-irsa-postrenderer", "XDG_STATE_HOME": str(state)}
+    result = run_cli(["--cluster", CLUSTER, "--bucket", "velero-shared"], helm4, fixture_bytes("template-irsa.yaml"))
+    assert result.code == 0, result.stderr
+    logged = (state / "velero-irsa" / "error.log").read_text()
+    assert "warning: --bucket replaces the BackupStorageLocations' buckets" in logged
+
+
+def test_create_false_in_the_environment_keeps_a_render_read_only(eks, env):
+    result = run_cli(
+        ["--cluster", CLUSTER], {**env, "VELERO_IRSA_CREATE": "false"}, fixture_bytes("template-irsa.yaml")
+    )
+    assert (result.code, result.stdout) == (1, b"")
+    assert "--no-create" in result.stderr
+    assert eks.iam.list_roles()["Roles"] == []

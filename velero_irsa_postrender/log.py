@@ -80,12 +80,14 @@ def stderr_hidden() -> bool:
 
 
 class _ErrorCopy(logging.Handler):
-    """Copies each error line to the terminal and the error log when Helm hides our stderr.
+    """Copies each warning and error line to the terminal and the error log when Helm hides our stderr.
 
-    The error log is also written whenever a path is configured, so scripts can collect it."""
+    Warnings go too: Helm 4 drops stderr even on success, and a warning such as "--bucket replaces
+    the BackupStorageLocations' buckets" matters most exactly then. The error log is also written
+    whenever a path is configured, so scripts can collect it."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self.configured: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
