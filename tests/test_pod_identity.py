@@ -134,8 +134,20 @@ def test_an_irsa_role_converges_to_pod_identity(eks, stub_env, eks_stub):
 
     switched = run_cli([*ARGS, "-o", "json"], stub_env)
     assert switched.code == 0, switched.stderr
-    assert switched.json["changes"] == [f"update trust policy of role {ROLE}", f"create {ASSOCIATION}"]
+    # The association comes first: had EKS refused it, the IRSA trust would still be in place.
+    assert switched.json["changes"] == [f"create {ASSOCIATION}", f"update trust policy of role {ROLE}"]
     assert eks.trust(ROLE) == TRUST
+
+
+def test_a_refused_association_leaves_the_irsa_trust_working(eks, stub_env, eks_stub):
+    assert run_cli(ARGS[:1] + ARGS[3:], stub_env).code == 0
+    irsa_trust = eks.trust(ROLE)
+    eks_stub.deny.add("eks:CreatePodIdentityAssociation")
+
+    refused = run_cli(ARGS, stub_env)
+    assert (refused.code, refused.stdout) == (1, b"")
+    assert "eks:CreatePodIdentityAssociation" in refused.stderr
+    assert eks.trust(ROLE) == irsa_trust
 
 
 def test_post_render_leaves_the_annotation_off_and_removes_a_stale_one(aws, stub_env, eks_stub):

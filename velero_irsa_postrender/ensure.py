@@ -15,7 +15,7 @@ from velero_irsa_postrender.velero import Bucket
 if TYPE_CHECKING:
     from velero_irsa_postrender.aws import Clients
     from velero_irsa_postrender.identity import Cluster
-    from velero_irsa_postrender.role import RoleRequest
+    from velero_irsa_postrender.role import Change, RoleRequest
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +96,41 @@ def ensure_role(settings: Settings, target: Target) -> RoleResult:
     request = role_request(settings, target, clusters, buckets)
     log.debug("role %s for %s, buckets %s", request.role_name, request.subject, ", ".join(b.name for b in buckets))
     warn_if_trust_too_long(request)
-    result = Converger(request, clients).run()
-    validate_role_arn(result.role_arn)
-    if request.pod_identity:
-        from velero_irsa_postrender import podidentity
+    if not request.pod_identity:
+        result = Converger(request, clients).run()
+        validate_role_arn(result.role_arn)
+        return result
+    return _ensure_pod_identity(settings, target, request, clients)
 
-        result.changes += podidentity.converge(
+
+def _ensure_pod_identity(settings: Settings, target: Target, request: RoleRequest, clients: Clients) -> RoleResult:
+    """Role and associations, ordered so that a failure never leaves the server without a way in.
+
+    An existing (IRSA) role gets its associations first: should EKS refuse them, the old trust
+    still works. A new role must exist before EKS accepts an association naming it.
+    """
+    from velero_irsa_postrender import podidentity
+    from velero_irsa_postrender.role import Converger, owned
+
+    def associate(role_arn: str) -> list[Change]:
+        return podidentity.converge(
             clients,
-            [cluster.name for cluster in clusters],
+            [cluster.name for cluster in request.clusters],
             target.namespace,
             target.service_account,
-            result.role_arn,
+            role_arn,
             create=settings.create,
             adopt=settings.adopt,
             dry_run=settings.dry_run,
         )
+
+    converger = Converger(request, clients)
+    existing = converger.current_role()
+    early = existing is not None and (owned(existing.get("Tags")) or settings.adopt)
+    first = associate(existing["Arn"]) if early else []
+    result = converger.run()
+    validate_role_arn(result.role_arn)
+    result.changes = first + result.changes + ([] if early else associate(result.role_arn))
     return result
 
 

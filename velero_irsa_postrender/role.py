@@ -161,6 +161,7 @@ class Converger:
         self.request, self.clients, self.iam = request, clients, clients.iam
         self.changes: list[Change] = []
         self._sleep = sleep
+        self._read_role: tuple[dict[str, Any] | None] | None = None  # set once current_role() has read it
 
     # -- the pass ----------------------------------------------------------------------------
 
@@ -168,9 +169,16 @@ class Converger:
         with explained(f"converge role {self.request.role_name}"):
             return self._run()
 
+    def current_role(self) -> dict[str, Any] | None:
+        """The role as IAM holds it now (read once; run() reuses the answer)."""
+        if self._read_role is None:
+            with explained(f"read role {self.request.role_name}"):
+                self._read_role = (self._get_role(),)
+        return self._read_role[0]
+
     def _run(self) -> RoleResult:
         request = self.request
-        role = self._get_role()
+        role = self.current_role()
         if role is not None and not owned(role.get("Tags")) and not request.adopt:
             return self._use_foreign_role(role)
 
