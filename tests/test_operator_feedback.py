@@ -55,7 +55,8 @@ def test_helm_namespace_default_warns_that_velero_rarely_lives_there(eks, env):
 def test_delete_role_also_removes_our_policies_from_earlier_names(eks, env):
     assert run_cli(ENSURE, env).code == 0
     assert run_cli([*ENSURE, "--policy-name", "renamed-policy"], env).code == 0
-    assert len(eks.attached(ROLE)) == 2
+    # as a release before superseded policies were detached would have left it
+    eks.iam.attach_role_policy(RoleName=ROLE, PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/{ROLE}_policy")
 
     result = run_cli(
         ["delete-role", "--cluster", CLUSTER, "--namespace", "velero", "--policy-name", "renamed-policy"], env
@@ -65,12 +66,22 @@ def test_delete_role_also_removes_our_policies_from_earlier_names(eks, env):
     assert [r["RoleName"] for r in eks.iam.list_roles()["Roles"]] == []
 
 
-def test_a_policy_from_an_earlier_name_is_called_other_not_hand_made(eks, env):
+def test_our_policy_from_an_earlier_name_is_detached_after_the_new_one_is_attached(eks, env):
     assert run_cli(ENSURE, env).code == 0
-    result = run_cli([*ENSURE, "--policy-name", "renamed-policy"], env)
+    result = run_cli([*ENSURE, "--policy-name", "renamed-policy", "-o", "json"], env)
     assert result.code == 0, result.stderr
     old = f"arn:aws:iam::{ACCOUNT}:policy/{ROLE}_policy"
-    assert f"also has other policies attached, left alone: {old}" in result.stderr
+    new = f"arn:aws:iam::{ACCOUNT}:policy/renamed-policy"
+    assert result.json["changes"][-2:] == [
+        f"attach policy {new} to role {ROLE}",
+        f"detach superseded policy {old} from role {ROLE}",
+    ]
+    assert eks.attached(ROLE) == [new]
+
+    hand_made = eks.iam.create_policy(PolicyName="hand-made", PolicyDocument=json.dumps(eks.policy_document(new)))
+    eks.iam.attach_role_policy(RoleName=ROLE, PolicyArn=hand_made["Policy"]["Arn"])
+    again = run_cli([*ENSURE, "--policy-name", "renamed-policy"], env)
+    assert f"also has other policies attached, left alone: {hand_made['Policy']['Arn']}" in again.stderr
 
 
 def test_no_create_with_adopt_never_writes_not_even_a_tag(eks, env):

@@ -528,15 +528,39 @@ class Converger:
 
     def _attach(self, attached: list[str]) -> None:
         request = self.request
+        if request.policy_arn not in attached:
+            self._write(
+                Change("attach", f"policy {request.policy_arn} to role {request.role_name}"),
+                lambda: self._eventually(self._attach_policy),
+            )
         extra = [arn for arn in attached if arn != request.policy_arn]
-        if extra:
-            log.warning("role %s also has other policies attached, left alone: %s", request.role_name, ", ".join(extra))
-        if request.policy_arn in attached:
-            return
-        self._write(
-            Change("attach", f"policy {request.policy_arn} to role {request.role_name}"),
-            lambda: self._eventually(self._attach_policy),
-        )
+        left = [arn for arn in extra if not self._detach_if_superseded(arn)]
+        if left:
+            log.warning("role %s also has other policies attached, left alone: %s", request.role_name, ", ".join(left))
+
+    def _detach_if_superseded(self, arn: str) -> bool:
+        """Our own policy for this ServiceAccount under an earlier name or path: its grants are stale.
+
+        Detached only after the current policy is attached, so the role is never without permissions.
+        """
+        request = self.request
+        try:
+            with translated(f"read policy {arn}", "iam:GetPolicy"):
+                tags = self.iam.get_policy(PolicyArn=arn)["Policy"].get("Tags")
+        except Exception as error:
+            if is_code(error, "NoSuchEntity"):
+                return False
+            raise
+        account_tag = {t.get("Key"): t.get("Value") for t in tags or []}.get(SERVICE_ACCOUNT_TAG)
+        if not owned(tags) or account_tag != f"{request.namespace}/{request.service_account}" or not request.create:
+            return False
+
+        def detach() -> None:
+            with translated(f"detach policy {arn} from role {request.role_name}", "iam:DetachRolePolicy"):
+                self.iam.detach_role_policy(RoleName=request.role_name, PolicyArn=arn)
+
+        self._write(Change("detach", f"superseded policy {arn} from role {request.role_name}"), detach)
+        return True
 
     def _attach_policy(self) -> None:
         with translated(f"attach the policy to role {self.request.role_name}", "iam:AttachRolePolicy"):
