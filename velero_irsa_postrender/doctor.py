@@ -29,7 +29,6 @@ from velero_irsa_postrender.velero import (
     attach_service_account,
     find_buckets,
     find_server,
-    runs_velero_server,
     uses_static_credentials,
 )
 
@@ -375,15 +374,7 @@ class Doctor:
     def token(self) -> Check:
         if self.rendered is None:
             return Check("token", SKIP, NO_MANIFESTS)
-        how = token_access(self.rendered.server.deployment)
-        if how is None:
-            return Check(
-                "token",
-                FAIL,
-                "the server runs as non-root without fsGroup, so it cannot read the projected token (mode 0600)",
-                "set podSecurityContext.fsGroup=65534 in the chart values",
-            )
-        return Check("token", OK, f"readable: {how}")
+        return Check("token", OK, f"readable: {token_access(self.rendered.server.deployment)}")
 
     def annotation(self) -> Check:
         if self.rendered is None:
@@ -442,21 +433,22 @@ class Doctor:
         return Check("plugin", OK, f"{', '.join(images)} supports pod identity (needs {wanted} or later)")
 
 
-def token_access(deployment: dict[str, Any]) -> str | None:
-    """How the server container can read a projected token file, or None when it cannot.
+def token_access(deployment: dict[str, Any]) -> str:
+    """Why the server container can read its projected token file.
 
-    The kubelet writes projected tokens with mode 0600 for root, or 0640 for the pod's fsGroup.
+    Since Kubernetes 1.19 (every EKS version on offer) the kubelet gives the file to the pod's fsGroup,
+    else to a runAsUser all containers share, else writes it 0644; only older kubelets wrote it 0600
+    for root, which is what fsGroup used to work around.
     """
-    # TODO(needs the cluster's Kubernetes version): kubelets since 1.19 also hand the token to a
-    # pod-wide runAsUser; that case is reported as unreadable until doctor asks EKS for the version.
     spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
     pod = spec.get("securityContext") if isinstance(spec.get("securityContext"), dict) else {}
     if pod.get("fsGroup") is not None:
-        return f"fsGroup {pod['fsGroup']}"
-    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict) and runs_velero_server(c)]
-    own = (containers[0].get("securityContext") or {}) if containers else {}
-    user = own.get("runAsUser", pod.get("runAsUser"))
-    return "runs as root" if user == 0 else None
+        return f"group-owned by fsGroup {pod['fsGroup']}"
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    users = {(c.get("securityContext") or {}).get("runAsUser", pod.get("runAsUser")) for c in containers}
+    if len(users) == 1 and None not in users:
+        return f"owned by runAsUser {users.pop()}, which every container shares"
+    return "mode 0644, the kubelet's default without fsGroup or a shared runAsUser (Kubernetes 1.19 or later)"
 
 
 def _covers(document: Any, partition: str, bucket: Bucket) -> bool:
