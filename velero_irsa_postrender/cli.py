@@ -35,7 +35,7 @@ app = LeanTyper(
     "With no command and manifests on stdin, runs post-render (so `--post-renderer velero-irsa` works "
     "with or without --post-renderer-args). Every option has a VELERO_IRSA_* environment twin and a "
     "config-file key of the same name; a flag beats the variable, which beats the file.",
-    no_args_is_help=False,
+    no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
