@@ -65,219 +65,79 @@ AWS = "AWS"
 ROLE = "Role"
 BEHAVIOUR = "Behaviour"
 
-# (config key, annotation) for every option shared by the role commands.
+
+def _shared(key: str, kind: Any, panel: str, help: str, *short: str, **extra: Any) -> tuple[str, Any]:
+    """One role option: its config key and its typer annotation (unset stays None, so the file can apply)."""
+    return key, Annotated[kind | None, _option(key, help, *short, rich_help_panel=panel, **extra)]
+
+
+# Every option shared by the role commands, as (config key, annotation).
 ROLE_OPTIONS: list[tuple[str, Any]] = [
-    (
-        "cluster",
-        Annotated[
-            list[str] | None,
-            _option(
-                "cluster",
-                "EKS cluster name; repeat for one role trusted by several clusters.",
-                "-c",
-                rich_help_panel=AWS,
-            ),
-        ],
-    ),
-    (
+    _shared("cluster", list[str], AWS, "EKS cluster name; repeat for one role trusted by several clusters.", "-c"),
+    _shared(
         "namespace",
-        Annotated[
-            str | None,
-            _option(
-                "namespace",
-                "Namespace of the Velero server ServiceAccount (post-render reads it from the manifests; "
-                "ensure-role defaults to HELM_NAMESPACE, then velero).",
-                "-n",
-                rich_help_panel=ROLE,
-            ),
-        ],
+        str,
+        ROLE,
+        "Namespace of the Velero server ServiceAccount (post-render reads it from the manifests; "
+        "ensure-role defaults to HELM_NAMESPACE, then velero).",
+        "-n",
     ),
-    (
+    _shared(
         "service-account",
-        Annotated[
-            str | None,
-            _option(
-                "service-account",
-                "Velero server ServiceAccount (post-render reads it from the Deployment; "
-                "ensure-role defaults to velero-server).",
-                rich_help_panel=ROLE,
-            ),
-        ],
+        str,
+        ROLE,
+        "Velero server ServiceAccount (post-render reads it from the Deployment; ensure-role defaults to "
+        "velero-server).",
     ),
-    (
+    _shared(
         "bucket",
-        Annotated[
-            list[str] | None,
-            _option(
-                "bucket",
-                "Backup bucket; repeatable. Default: every aws BackupStorageLocation's bucket, else velero-<cluster>.",
-                rich_help_panel=ROLE,
-            ),
-        ],
+        list[str],
+        ROLE,
+        "Backup bucket; repeatable. Default: every aws BackupStorageLocation's bucket, else velero-<cluster>.",
     ),
-    (
-        "bucket-prefix",
-        Annotated[
-            str | None,
-            _option("bucket-prefix", "Limit object access to this prefix of --bucket.", rich_help_panel=ROLE),
-        ],
-    ),
-    (
-        "role-name",
-        Annotated[
-            str | None,
-            _option("role-name", "IAM role name. Default: AWSIRSA<cluster><namespace>Velero.", rich_help_panel=ROLE),
-        ],
-    ),
-    (
-        "policy-name",
-        Annotated[
-            str | None, _option("policy-name", "IAM policy name. Default: <role-name>_policy.", rich_help_panel=ROLE)
-        ],
-    ),
-    (
-        "role-arn",
-        Annotated[str | None, _option("role-arn", "Use this role as it is and call no AWS API.", rich_help_panel=ROLE)],
-    ),
-    (
-        "role-path",
-        Annotated[
-            str | None,
-            _option("role-path", "IAM path for the role and policy, e.g. /velero/. Default: /.", rich_help_panel=ROLE),
-        ],
-    ),
-    (
-        "permissions-boundary",
-        Annotated[
-            str | None,
-            _option("permissions-boundary", "ARN of a permissions boundary policy for the role.", rich_help_panel=ROLE),
-        ],
-    ),
-    (
-        "tag",
-        Annotated[
-            list[str] | None,
-            _option("tag", "Extra tag KEY=VALUE for the role and policy; repeatable.", rich_help_panel=ROLE),
-        ],
-    ),
-    (
-        "max-session-duration",
-        Annotated[
-            int | None,
-            _option(
-                "max-session-duration", "Role maximum session duration in seconds (3600-43200).", rich_help_panel=ROLE
-            ),
-        ],
-    ),
-    (
-        "kms-key-arn",
-        Annotated[
-            list[str] | None,
-            _option(
-                "kms-key-arn", "KMS key for encrypted volumes or SSE-KMS buckets; repeatable.", rich_help_panel=ROLE
-            ),
-        ],
-    ),
-    (
+    _shared("bucket-prefix", str, ROLE, "Limit object access to this prefix of --bucket."),
+    _shared("role-name", str, ROLE, "IAM role name. Default: AWSIRSA<cluster><namespace>Velero."),
+    _shared("policy-name", str, ROLE, "IAM policy name. Default: <role-name>_policy."),
+    _shared("role-arn", str, ROLE, "Use this role as it is and call no AWS API."),
+    _shared("role-path", str, ROLE, "IAM path for the role and policy, e.g. /velero/. Default: /."),
+    _shared("permissions-boundary", str, ROLE, "ARN of a permissions boundary policy for the role."),
+    _shared("tag", list[str], ROLE, "Extra tag KEY=VALUE for the role and policy; repeatable."),
+    _shared("max-session-duration", int, ROLE, "Role maximum session duration in seconds (3600-43200)."),
+    _shared("kms-key-arn", list[str], ROLE, "KMS key for encrypted volumes or SSE-KMS buckets; repeatable."),
+    _shared(
         "mode",
-        Annotated[
-            Mode | None,
-            _option(
-                "mode",
-                "irsa (annotation + OIDC trust) or pod-identity (EKS Pod Identity association).",
-                rich_help_panel=ROLE,
-                case_sensitive=False,
-            ),
-        ],
+        Mode,
+        ROLE,
+        "irsa (annotation + OIDC trust) or pod-identity (EKS Pod Identity association).",
+        case_sensitive=False,
     ),
-    (
-        "account-id",
-        Annotated[
-            str | None,
-            _option(
-                "account-id",
-                "AWS account ID (skips sts:GetCallerIdentity when --oidc-issuer is given).",
-                rich_help_panel=AWS,
-            ),
-        ],
-    ),
-    (
+    _shared("account-id", str, AWS, "AWS account ID (skips sts:GetCallerIdentity when --oidc-issuer is given)."),
+    _shared(
         "oidc-issuer",
-        Annotated[
-            list[str] | None,
-            _option(
-                "oidc-issuer",
-                "The cluster's OIDC issuer URL (skips eks:DescribeCluster); with several --cluster, "
-                "repeat it once per cluster in the same order.",
-                rich_help_panel=AWS,
-            ),
-        ],
+        list[str],
+        AWS,
+        "The cluster's OIDC issuer URL (skips eks:DescribeCluster); with several --cluster, repeat it once per "
+        "cluster in the same order.",
     ),
-    (
+    _shared(
         "region",
-        Annotated[
-            str | None,
-            _option(
-                "region",
-                "AWS region. Default: the AWS chain (AWS_REGION, profile); post-render then tries the "
-                "BackupStorageLocation's region.",
-                rich_help_panel=AWS,
-            ),
-        ],
+        str,
+        AWS,
+        "AWS region. Default: the AWS chain (AWS_REGION, profile); post-render then tries the "
+        "BackupStorageLocation's region.",
     ),
-    (
-        "profile",
-        Annotated[
-            str | None, _option("profile", "AWS profile. Default: the AWS chain (AWS_PROFILE).", rich_help_panel=AWS)
-        ],
-    ),
-    (
+    _shared("profile", str, AWS, "AWS profile. Default: the AWS chain (AWS_PROFILE)."),
+    _shared(
         "create",
-        Annotated[
-            bool | None,
-            _option(
-                "create",
-                "Create or repair what is missing (default), or only resolve and fail on a difference.",
-                flag="--create/--no-create",
-                rich_help_panel=BEHAVIOUR,
-            ),
-        ],
+        bool,
+        BEHAVIOUR,
+        "Create or repair what is missing (default), or only resolve and fail on a difference.",
+        flag="--create/--no-create",
     ),
-    (
-        "create-bucket",
-        Annotated[
-            bool | None,
-            _option("create-bucket", "Create a missing backup bucket instead of failing.", rich_help_panel=BEHAVIOUR),
-        ],
-    ),
-    (
-        "create-oidc-provider",
-        Annotated[
-            bool | None,
-            _option(
-                "create-oidc-provider",
-                "Create the cluster's IAM OIDC provider if it is missing.",
-                rich_help_panel=BEHAVIOUR,
-            ),
-        ],
-    ),
-    (
-        "adopt",
-        Annotated[
-            bool | None,
-            _option(
-                "adopt",
-                "Take over an existing role or policy that velero-irsa did not create.",
-                rich_help_panel=BEHAVIOUR,
-            ),
-        ],
-    ),
-    (
-        "dry-run",
-        Annotated[
-            bool | None, _option("dry-run", "Call only read APIs; print the plan on stderr.", rich_help_panel=BEHAVIOUR)
-        ],
-    ),
+    _shared("create-bucket", bool, BEHAVIOUR, "Create a missing backup bucket instead of failing."),
+    _shared("create-oidc-provider", bool, BEHAVIOUR, "Create the cluster's IAM OIDC provider if it is missing."),
+    _shared("adopt", bool, BEHAVIOUR, "Take over an existing role or policy that velero-irsa did not create."),
+    _shared("dry-run", bool, BEHAVIOUR, "Call only read APIs; print the plan on stderr."),
     (
         "config",
         Annotated[
