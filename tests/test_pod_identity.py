@@ -191,3 +191,12 @@ def test_values_in_pod_identity_mode_carry_no_annotation():
     assert bare == {"credentials": {"useSecret": False}}
     named = yaml.safe_load(values_yaml(ROLE_ARN, Settings(mode="pod-identity", service_account="edp-velero")))
     assert named["serviceAccount"] == {"server": {"name": "edp-velero"}}
+
+
+def test_delete_role_without_the_mode_warns_that_associations_stay(eks, stub_env, eks_stub):
+    assert run_cli(ARGS, stub_env).code == 0
+    result = run_cli(["delete-role", "--cluster", CLUSTER, "--namespace", "velero", "--dry-run"], stub_env)
+    assert result.code == 0, result.stderr
+    assert f"role {ROLE} trusts EKS Pod Identity; its associations stay unless you pass --mode pod-identity" in (
+        result.stderr
+    )

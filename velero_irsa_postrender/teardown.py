@@ -96,6 +96,11 @@ class Planner:
 
         if role is not None and self.settings.mode == policy.POD_IDENTITY:
             plan.steps += self._association_steps(role["Arn"], plan)
+        elif role is not None and policy.admits_pod_identity(role["AssumeRolePolicyDocument"]):
+            log.warning(
+                "role %s trusts EKS Pod Identity; its associations stay unless you pass --mode pod-identity",
+                name,
+            )
         attached = self._attached(name) if role is not None else []
         plan.steps += self._detach_steps(name, attached)
         if found is not None and owned(found.get("Tags")):
