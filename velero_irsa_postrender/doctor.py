@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from velero_irsa_postrender import podidentity, policy, stream
+from velero_irsa_postrender import iam_reads, podidentity, policy, stream
 from velero_irsa_postrender.aws import Clients, explained, is_code, translated
 from velero_irsa_postrender.ensure import Target, choose_buckets, clients_for, role_request, target_from_settings
 from velero_irsa_postrender.errors import ConfigError, ManifestError, VeleroIrsaError
@@ -238,13 +238,7 @@ class Doctor:
         return self.settings.role_arn.rsplit("/", 1)[-1] if self.settings.role_arn else request.role_name
 
     def _get_role(self, name: str) -> dict[str, Any] | None:
-        try:
-            with translated(f"read role {name}", "iam:GetRole"):
-                return self.clients.iam.get_role(RoleName=name)["Role"]
-        except Exception as error:
-            if is_code(error, "NoSuchEntity"):
-                return None
-            raise
+        return iam_reads.get_role(self.clients.iam, name)
 
     def trust(self) -> Check:
         role, request = self.live.role, self.live.request
@@ -300,23 +294,11 @@ class Doctor:
         return Check("policy", OK, f"{request.policy_name} attached and current")
 
     def _policy_document(self, arn: str) -> Any:
-        try:
-            with translated(f"read policy {arn}", "iam:GetPolicy"):
-                found = self.clients.iam.get_policy(PolicyArn=arn)["Policy"]
-            with translated(f"read policy {arn}", "iam:GetPolicyVersion"):
-                version = self.clients.iam.get_policy_version(PolicyArn=arn, VersionId=found["DefaultVersionId"])
-        except Exception as error:
-            if is_code(error, "NoSuchEntity"):
-                return None
-            raise
-        return version["PolicyVersion"]["Document"]
+        found = iam_reads.get_policy_with_document(self.clients.iam, arn)
+        return None if found is None else found["Document"]
 
     def _attached(self, role_name: str) -> list[str]:
-        arns: list[str] = []
-        with translated(f"list the policies of role {role_name}", "iam:ListAttachedRolePolicies"):
-            for page in self.clients.iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
-                arns.extend(item["PolicyArn"] for item in page["AttachedPolicies"])
-        return arns
+        return iam_reads.attached_policy_arns(self.clients.iam, role_name)
 
     def bucket(self, bucket: Bucket) -> Check:
         try:

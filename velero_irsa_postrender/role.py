@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from velero_irsa_postrender import policy
+from velero_irsa_postrender import iam_reads, policy
 from velero_irsa_postrender.aws import Clients, explained, is_code, translated
 from velero_irsa_postrender.errors import AwsError
 from velero_irsa_postrender.identity import Cluster, check_oidc_provider
@@ -224,33 +224,13 @@ class Converger:
     # -- reading -----------------------------------------------------------------------------
 
     def _get_role(self) -> dict[str, Any] | None:
-        try:
-            with translated(f"read role {self.request.role_name}", "iam:GetRole"):
-                return self.iam.get_role(RoleName=self.request.role_name)["Role"]
-        except Exception as error:
-            if is_code(error, "NoSuchEntity"):
-                return None
-            raise
+        return iam_reads.get_role(self.iam, self.request.role_name)
 
     def _get_policy(self) -> dict[str, Any] | None:
-        arn = self.request.policy_arn
-        try:
-            with translated(f"read policy {arn}", "iam:GetPolicy"):
-                found = self.iam.get_policy(PolicyArn=arn)["Policy"]
-            with translated(f"read policy {arn}", "iam:GetPolicyVersion"):
-                version = self.iam.get_policy_version(PolicyArn=arn, VersionId=found["DefaultVersionId"])
-        except Exception as error:
-            if is_code(error, "NoSuchEntity"):
-                return None
-            raise
-        return {**found, "Document": version["PolicyVersion"]["Document"]}
+        return iam_reads.get_policy_with_document(self.iam, self.request.policy_arn)
 
     def _attached_policies(self, role: dict[str, Any]) -> list[str]:
-        arns: list[str] = []
-        with translated(f"list the policies of role {role['RoleName']}", "iam:ListAttachedRolePolicies"):
-            for page in self.iam.get_paginator("list_attached_role_policies").paginate(RoleName=role["RoleName"]):
-                arns.extend(item["PolicyArn"] for item in page["AttachedPolicies"])
-        return arns
+        return iam_reads.attached_policy_arns(self.iam, role["RoleName"])
 
     # -- foreign roles -----------------------------------------------------------------------
 
@@ -544,13 +524,10 @@ class Converger:
         Detached only after the current policy is attached, so the role is never without permissions.
         """
         request = self.request
-        try:
-            with translated(f"read policy {arn}", "iam:GetPolicy"):
-                tags = self.iam.get_policy(PolicyArn=arn)["Policy"].get("Tags")
-        except Exception as error:
-            if is_code(error, "NoSuchEntity"):
-                return False
-            raise
+        found = iam_reads.get_policy(self.iam, arn)
+        if found is None:
+            return False
+        tags = found.get("Tags")
         account_tag = {t.get("Key"): t.get("Value") for t in tags or []}.get(SERVICE_ACCOUNT_TAG)
         if not owned(tags) or account_tag != f"{request.namespace}/{request.service_account}" or not request.create:
             return False

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from velero_irsa_postrender import podidentity, policy
-from velero_irsa_postrender.aws import Clients, is_code, translated
+from velero_irsa_postrender import iam_reads, podidentity, policy
+from velero_irsa_postrender.aws import Clients, translated
 from velero_irsa_postrender.ensure import clients_for, target_from_settings
 from velero_irsa_postrender.errors import AwsError, ConfigError
 from velero_irsa_postrender.role import CLUSTER_TAG, MANAGED_BY, owned
@@ -141,22 +141,10 @@ class Planner:
     # -- reading and refusing ----------------------------------------------------------------
 
     def _get_role(self, name: str) -> dict[str, Any] | None:
-        try:
-            with translated(f"read role {name}", "iam:GetRole"):
-                return self.iam.get_role(RoleName=name)["Role"]
-        except Exception as error:
-            if is_code(error, "NoSuchEntity"):
-                return None
-            raise
+        return iam_reads.get_role(self.iam, name)
 
     def _get_policy(self, arn: str) -> dict[str, Any] | None:
-        try:
-            with translated(f"read policy {arn}", "iam:GetPolicy"):
-                return self.iam.get_policy(PolicyArn=arn)["Policy"]
-        except Exception as error:
-            if is_code(error, "NoSuchEntity"):
-                return None
-            raise
+        return iam_reads.get_policy(self.iam, arn)
 
     def _check_serves_only_these_clusters(self, name: str, role: dict[str, Any]) -> None:
         """A role shared by several clusters goes only when every one of them is named."""
@@ -215,9 +203,7 @@ class Planner:
         return steps
 
     def _attached(self, role_name: str) -> list[str]:
-        with translated(f"list the policies of role {role_name}", "iam:ListAttachedRolePolicies"):
-            pages = self.iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name)
-            return [item["PolicyArn"] for page in pages for item in page["AttachedPolicies"]]
+        return iam_reads.attached_policy_arns(self.iam, role_name)
 
     def _earlier_policy_steps(self, arn: str, role_name: str, plan: Plan) -> list[Step]:
         """A policy of ours from an earlier --policy-name or --role-path goes too, unless shared."""
