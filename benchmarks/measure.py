@@ -67,10 +67,13 @@ def velero_irsa(*args: str) -> list[str]:
     return [sys.executable, "-m", "velero_irsa_postrender", *args]
 
 
-def child_env(home: Path, endpoint: str = NO_AWS) -> dict[str, str]:
-    """A clean environment: fake credentials, a fresh HOME, and AWS only at ``endpoint`` (127.0.0.1)."""
+def child_env(home: Path, endpoint: str | None = NO_AWS) -> dict[str, str]:
+    """A clean environment: fake credentials, a fresh HOME, and AWS only at ``endpoint`` (127.0.0.1).
+
+    With ``endpoint`` None no AWS_ENDPOINT_URL is set, for callers that aim boto3 themselves.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    return {
+    env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "LANG": "C.UTF-8",
@@ -81,8 +84,10 @@ def child_env(home: Path, endpoint: str = NO_AWS) -> dict[str, str]:
         "AWS_CONFIG_FILE": str(home / "aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL": endpoint,
     }
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    return env
 
 
 def run(contender: Contender, stdin: Path, stdout: Path | None = None) -> Sample:

@@ -16,7 +16,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import faultproxy
 import pytest
+
+from benchmarks.measure import child_env
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("VELERO_IRSA_SHARED", REPO.parent / "shared"))
@@ -50,27 +53,14 @@ def reset_moto(endpoint: str) -> None:
 
 
 def isolated_env(tmp_path: Path, endpoint: str | None) -> dict[str, str]:
-    """A minimal environment: our PATH, a fresh HOME, fake AWS credentials, no real endpoints."""
+    """A minimal environment: our PATH, a fresh HOME, fake AWS credentials, Helm's homes inside it."""
     home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "PYTHONPATH": str(REPO),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing-secret",
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": str(home / "aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
+    return {
+        **child_env(home, endpoint),
         "HELM_CACHE_HOME": str(home / "helm-cache"),
         "HELM_CONFIG_HOME": str(home / "helm-config"),
         "HELM_DATA_HOME": str(home / "helm-data"),
     }
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    return env
 
 
 @pytest.fixture
@@ -102,6 +92,18 @@ def stub_env(env, eks_stub):
     """``env`` with EKS (and IAM) aimed at the stub, which passes what it does not serve to moto."""
     eks_stub.reset()
     return {**env, "AWS_ENDPOINT_URL_EKS": eks_stub.endpoint, "AWS_ENDPOINT_URL_IAM": eks_stub.endpoint}
+
+
+@pytest.fixture
+def proxy(moto_server):
+    """The fault proxy (tests/faultproxy.py) in front of the moto server, rules cleared."""
+    return faultproxy.shared(moto_server)
+
+
+@pytest.fixture
+def via(env, proxy):
+    """``env`` with boto3 aimed at the proxy."""
+    return {**env, "AWS_ENDPOINT_URL": proxy.url}
 
 
 @dataclass

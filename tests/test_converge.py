@@ -24,17 +24,6 @@ OURS = [MANAGED, {"Key": "velero-irsa/cluster", "Value": CLUSTER}]
 OURS.append({"Key": "velero-irsa/service-account", "Value": "velero/velero-server"})
 
 
-@pytest.fixture
-def proxy(moto_server):
-    return faultproxy.shared(moto_server)
-
-
-@pytest.fixture
-def via(env, proxy):
-    """``env`` with boto3 aimed at the proxy."""
-    return {**env, "AWS_ENDPOINT_URL": proxy.url}
-
-
 def ensure(proxy, via, *extra: str):
     proxy.reset()
     return run_cli([*ARGS, *extra], via)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 
-import faultproxy
 import pytest
 from conftest import ACCOUNT, BUCKET, CLUSTER, run_cli
 from faultproxy import KILL_AFTER, RESET_AFTER, RESET_BEFORE, SERVER_ERROR, THROTTLE, Rule
@@ -42,17 +41,6 @@ REPAIR_WRITES = [
     "AttachRolePolicy",
 ]
 SCENARIOS = {"fresh": (FRESH, FRESH_WRITES), "repair": (REPAIR, REPAIR_WRITES)}
-
-
-@pytest.fixture
-def proxy(moto_server):
-    return faultproxy.shared(moto_server)
-
-
-@pytest.fixture
-def via(env, proxy):
-    """``env`` with boto3 aimed at the proxy."""
-    return {**env, "AWS_ENDPOINT_URL": proxy.url}
 
 
 def arrange(scenario: str, aws) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import faultproxy
 import pytest
 from conftest import BUCKET, CLUSTER, run_cli
 from faultproxy import ECHO_SECRETS, Rule
@@ -20,11 +19,6 @@ ACCESS_KEY = "AKIAVELEROIRSATEST01"
 SECRET_KEY = "wJalrXUtnFEMI-velero-irsa-SECRET-do-not-log"
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjEVELEROIRSATOKENdonotlog//////////wEaCXVzLWVhc3QtMSJGMEQCIFAKE="
 CANARY = "canary-value-of-an-unrelated-variable"
-
-
-@pytest.fixture
-def proxy(moto_server):
-    return faultproxy.shared(moto_server)
 
 
 @pytest.fixture
