@@ -61,6 +61,20 @@ def _option(key: str, help: str, *short: str, flag: str | None = None, **extra: 
     return typer.Option(flag or f"--{key}", *short, help=help, envvar=envvar(key), show_envvar=True, **extra)
 
 
+def _output(help: str) -> Any:
+    """The --output / -o option of a command that prints a result, text or json."""
+    return Annotated[
+        Output | None, typer.Option("--output", "-o", help=help, envvar=envvar("output"), show_envvar=True)
+    ]
+
+
+RoleOutput = _output(
+    "text prints the role ARN; json prints role_arn, role_name, policy_arn, trust_subject and changes."
+)
+DoctorOutput = _output("text prints a table with the fix under each failed check; json prints ok and checks for CI.")
+DeleteOutput = _output("text prints one line per step; json prints role_name, dry_run, steps and kept.")
+
+
 AWS = "AWS"
 ROLE = "Role"
 BEHAVIOUR = "Behaviour"
@@ -299,16 +313,7 @@ def post_render_command(settings: Settings) -> None:
 @with_role_options
 def ensure_role_command(
     settings: Settings,
-    output: Annotated[
-        Output | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="text prints the role ARN; json prints role_arn, role_name, policy_arn, trust_subject and changes.",
-            envvar=envvar("output"),
-            show_envvar=True,
-        ),
-    ] = None,
+    output: RoleOutput = None,
 ) -> None:
     """Create or converge the Velero IAM role and print its ARN (for scripts, CI and Helmfile hooks).
 
@@ -353,16 +358,7 @@ def doctor_command(
             help="Rendered manifests to check (- for stdin). Default: stdin when it is not a terminal.",
         ),
     ] = None,
-    output: Annotated[
-        Output | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="text prints a table with the fix under each failed check; json prints ok and checks for CI.",
-            envvar=envvar("output"),
-            show_envvar=True,
-        ),
-    ] = None,
+    output: DoctorOutput = None,
 ) -> None:
     """Check live that the cluster, IAM role, policy, buckets and rendered ServiceAccount fit together.
 
@@ -384,16 +380,7 @@ def doctor_command(
 @with_role_options
 def delete_role_command(
     settings: Settings,
-    output: Annotated[
-        Output | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="text prints one line per step; json prints role_name, dry_run, steps and kept.",
-            envvar=envvar("output"),
-            show_envvar=True,
-        ),
-    ] = None,
+    output: DeleteOutput = None,
 ) -> None:
     """Delete the role and policy velero-irsa created (and, with --mode pod-identity, its associations).
 
